@@ -1,0 +1,304 @@
+"""router-policy.yaml -> a typed, validated Policy.
+
+This is the only module that knows the policy schema. Every error names the file, the line and
+the field, because an operator fixing a policy at 3 a.m. should not have to guess.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from smallfirst.reasons import HARD_STOP_CATEGORIES
+
+DEFAULT_POLICY_PATH = Path(str(files("smallfirst") / "data" / "policy.yaml"))
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used. `str()` reads `file:line: field: message`."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str):
+        self.file, self.line, self.field, self.message = file, line, field, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo such as `min_confidense` must not silently fall back to a
+    # default threshold.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    provider: Literal["llamacpp", "embedding", "openai_compat", "anthropic"]
+    name: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    path: str | None = None  # a model file other than the bundled one (GGUF or safetensors dir)
+    sha256: str | None = None  # pin for `path`; the bundled models carry their own pins
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    max_tokens: int = Field(512, gt=0)
+    n_ctx: int = Field(2048, ge=256)
+    threads: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _server_needs_url(self) -> "ModelSpec":
+        if self.provider == "openai_compat" and not self.base_url:
+            raise ValueError("provider openai_compat needs base_url (e.g. http://127.0.0.1:11434/v1)")
+        if self.provider in ("openai_compat", "anthropic") and not self.name:
+            raise ValueError(f"provider {self.provider} needs name (the model id to request)")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        return {"llamacpp": "gemma-3-270m-q4_k_m", "embedding": "all-MiniLM-L6-v2"}.get(self.provider, self.provider)
+
+
+class PriceSpec(_Strict):
+    input: float | None = Field(None, ge=0)  # USD per million input tokens
+    output: float | None = Field(None, ge=0)  # USD per million output tokens
+    usd_per_hour: float | None = Field(None, ge=0)  # local machine time
+
+
+class TaskSpec(_Strict):
+    name: str = ""  # filled from the mapping key
+    description: str = ""
+    local: bool = True
+    model: str | None = None
+    frontier: str = "frontier_default"
+    labels: list[str] = Field(default_factory=list)
+    # For the zero-shot embedding classifier: what each label means, in words.
+    label_descriptions: dict[str, str] = Field(default_factory=dict)
+    min_confidence: float = Field(0.7, ge=0.0, le=1.0)
+    escalate_labels: list[str] = Field(default_factory=list)
+    max_input_chars: int = Field(12000, gt=0)
+    max_output_chars: int = Field(4000, gt=0)
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    head: str | None = None  # trained classifier head (JSON artifact), relative to the policy file
+    grounding: bool | None = None  # default: on for tasks without labels or schema (summaries)
+    instructions: str | None = None
+    timeout_s: float | None = Field(None, gt=0)  # local call timeout; default: the model's
+    compress_input: bool | None = None  # default: on for log-like tasks (name contains "log")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("labels", "escalate_labels")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("labels must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TaskSpec":
+        unknown = [lbl for lbl in self.escalate_labels if lbl not in self.labels]
+        if unknown:
+            raise ValueError(f"escalate_labels {unknown} are not in labels {self.labels}")
+        stray = [lbl for lbl in self.label_descriptions if lbl not in self.labels]
+        if stray:
+            raise ValueError(f"label_descriptions has labels not in labels: {stray}")
+        if self.local and not self.model:
+            raise ValueError("a task with local: true needs model (a key under models)")
+        if self.schema_ is not None:
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(self.schema_)
+            except SchemaError as exc:
+                raise ValueError(f"schema is not a valid JSON Schema: {exc.message}") from None
+        return self
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return self.schema_
+
+    @property
+    def kind(self) -> Literal["classify", "json", "text"]:
+        if self.labels:
+            return "classify"
+        if self.schema_ is not None:
+            return "json"
+        return "text"
+
+    @property
+    def grounding_on(self) -> bool:
+        return self.grounding if self.grounding is not None else self.kind == "text"
+
+    @property
+    def compress_on(self) -> bool:
+        return self.compress_input if self.compress_input is not None else "log" in self.name
+
+
+class Rollout(_Strict):
+    mode: Literal["live", "shadow"] = "live"
+    kill_switch: bool = False
+    kill_switch_reason: str | None = None
+    # Groups allowed on the local path; '*' means everyone. Others go to the frontier with
+    # manual_override, which is how a staged rollout widens group by group.
+    local_groups: list[str] = Field(default_factory=lambda: ["*"])
+
+    def group_enabled(self, group: str) -> bool:
+        return "*" in self.local_groups or group in self.local_groups
+
+
+class GateConfig(_Strict):
+    refusal_markers: list[str] = Field(default_factory=list)  # added to the built-in markers
+
+
+class Policy(_Strict):
+    version: Literal[1]
+    models: dict[str, ModelSpec]
+    prices: dict[str, PriceSpec] = Field(default_factory=dict)
+    tasks: dict[str, TaskSpec]
+    hard_stops: dict[str, list[str]] = Field(default_factory=dict)
+    rollout: Rollout = Field(default_factory=Rollout)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    # Not part of the file: where it came from, for relative paths and the audit's policy_version.
+    source: str = Field("<memory>", exclude=True)
+    digest: str = Field("", exclude=True)
+
+    @field_validator("hard_stops")
+    @classmethod
+    def _known_categories(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in v if k not in HARD_STOP_CATEGORIES]
+        if bad:
+            raise ValueError(f"unknown hard-stop categories {bad}; use {list(HARD_STOP_CATEGORIES)}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_tasks(cls, data: Any) -> Any:
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        if isinstance(tasks, dict):
+            data = {**data, "tasks": {k: ({**v, "name": k} if isinstance(v, dict) else v) for k, v in tasks.items()}}
+        return data
+
+    @property
+    def version_tag(self) -> str:
+        """What the audit records as policy_version: the schema version and a content hash."""
+        return f"v{self.version}:{self.digest[:12]}"
+
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source != "<memory>" else Path.cwd()
+
+    def resolve_path(self, p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else self.base_dir() / path
+
+    def frontier_spec(self, task: TaskSpec | None) -> tuple[str, ModelSpec] | None:
+        key = task.frontier if task else "frontier_default"
+        spec = self.models.get(key)
+        return (key, spec) if spec else None
+
+
+# ---------------------------------------------------------------- loading with line numbers
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file; the bundled default when `path` is None."""
+    p = Path(path) if path else DEFAULT_POLICY_PATH
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(str(p), None, "", f"cannot read policy: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(str(p), None, "", f"policy is not UTF-8 text: {exc.reason}") from None
+    return parse_policy(text, source=str(p))
+
+
+def parse_policy(text: str, source: str = "<memory>") -> Policy:
+    import hashlib
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise PolicyError(source, mark.line + 1 if mark else None, "", f"YAML syntax: {exc.problem}") from None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise PolicyError(source, 1, "", "a policy is a YAML mapping with version, models and tasks")
+    _reject_duplicate_keys(root, source, ())
+    data = yaml.safe_load(text)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        line, loc = _line_of(root, loc, msg)
+        raise PolicyError(source, line, ".".join(loc), msg) from None
+    policy = policy.model_copy(update={"source": source, "digest": hashlib.sha256(text.encode()).hexdigest()})
+    for key, task in policy.tasks.items():
+        for field_name, ref in (("model", task.model), ("frontier", task.frontier)):
+            if ref is not None and ref not in policy.models and not (field_name == "frontier" and ref == "frontier_default"):
+                line, loc = _line_of(root, ("tasks", key, field_name), "")
+                raise PolicyError(source, line, ".".join(loc), f"{ref!r} is not defined under models")
+        if task.head:
+            head = policy.resolve_path(task.head)
+            if not head.is_file():
+                line, loc = _line_of(root, ("tasks", key, "head"), "")
+                raise PolicyError(source, line, ".".join(loc), f"trained head {str(head)!r} does not exist")
+    return policy
+
+
+def _reject_duplicate_keys(node: yaml.Node, source: str, loc: tuple[str, ...]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            key = str(k.value)
+            if key in seen:
+                raise PolicyError(source, k.start_mark.line + 1, ".".join((*loc, key)), "duplicate key")
+            seen.add(key)
+            _reject_duplicate_keys(v, source, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _reject_duplicate_keys(v, source, (*loc, str(i)))
+
+
+def _line_of(root: yaml.Node, loc: tuple[str, ...], msg: str) -> tuple[int, tuple[str, ...]]:
+    """The 1-based line of the deepest YAML node on `loc`, and the loc trimmed to real keys.
+
+    Pydantic inserts union/discriminator tags into locations; those are skipped. A model-level
+    error ("tasks.x: escalate_labels ...") is reported at the line of the key it names when the
+    message starts with a field name of that mapping.
+    """
+    node, line, real = root, root.start_mark.line + 1, []
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
+            if match is None:
+                continue
+            node, line = match[1], match[0].start_mark.line + 1
+            real.append(part)
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+            real.append(part)
+    if isinstance(node, yaml.MappingNode) and msg:
+        # "escalate_labels [...] are not in labels" -> point at escalate_labels
+        first = msg.split(" ", 1)[0].rstrip(":")
+        dotted = first.split(".")
+        for k, _ in node.value:
+            if str(k.value) == dotted[-1] or (len(dotted) == 1 and str(k.value) == first):
+                return k.start_mark.line + 1, (*real, str(k.value))
+        for k, _ in node.value:
+            if str(k.value) in msg.split():
+                return k.start_mark.line + 1, (*real, str(k.value))
+    return line, tuple(real)
+
+
+def policy_json_schema() -> str:
+    return json.dumps(Policy.model_json_schema(by_alias=True), indent=2)
