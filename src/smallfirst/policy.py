@@ -280,6 +280,8 @@ def _line_of(root: yaml.Node, loc: tuple[str, ...], msg: str) -> tuple[int, tupl
         if isinstance(node, yaml.MappingNode):
             match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
             if match is None:
+                if part == loc[-1] and not part.startswith(("function-", "union[")):
+                    real.append(part)  # a missing key: name it, at its parent's line
                 continue
             node, line = match[1], match[0].start_mark.line + 1
             real.append(part)

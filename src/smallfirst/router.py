@@ -1,0 +1,460 @@
+"""Router.route(task) -> RouteResult: the pipeline, top to bottom.
+
+    1 flags        kill switch, rollout group                 -> manual_override
+    2 policy       task known? local allowed?                 -> unknown_task, policy_requires_frontier
+    3 input guard  encoding, size                             -> input_too_large (empty/binary: rejected)
+    4 hard stops   security / access / production / novel    -> hard_stop_*
+    5 local call   the task's local model, with a timeout     -> local_error
+    6 gate         schema, labels, confidence, grounding ...  -> schema_invalid, label_escalates, confidence_low
+    7 result       accept, or escalate a short packet to the frontier
+    8 record       one audit record, always, off the hot path
+
+Cheap deterministic stages run before any model call. In shadow mode the frontier answers as it
+would without smallfirst, and the router records what it would have done (route_candidate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from smallfirst.audit import AuditLog, AuditRecord
+from smallfirst.backends import BackendError, frontier_configured, make_backend
+from smallfirst.gate import check_gate
+from smallfirst.hardstops import HardStops
+from smallfirst.policy import ModelSpec, Policy, TaskSpec
+from smallfirst.reasons import FallbackReason
+from smallfirst.tasks import Check, FrontierAnswer, HardStopMatch, LocalOutput, Task
+
+NO_FRONTIER = "escalated; no frontier configured"
+# What the compressor hands a local model: enough for the failure and its context, small enough
+# for a 2k-token context window.
+LOCAL_INPUT_BUDGET = 4000
+
+
+class InputRejected(ValueError):
+    """Input no model can use (empty, binary). The caller gets this message; it is audited, and
+    `result` carries the decision (route "rejected") once the router has recorded it."""
+
+    result: "RouteResult | None" = None
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    decision_id: str
+    task_type: str | None
+    mode: str
+    route: str  # local | frontier | rejected
+    reason: FallbackReason | None
+    answer: str | None
+    outcome: str  # answered_local | answered_frontier | no_frontier | frontier_error | rejected
+    label: str | None = None
+    confidence: float | None = None
+    hard_stop: HardStopMatch | None = None
+    route_candidate: str | None = None
+    model: str | None = None  # the model whose answer the caller gets
+    latency_ms: float = 0.0
+    checks: tuple[Check, ...] = ()
+    packet: Any = None  # EscalationPacket when the task left the local path
+    local: LocalOutput | None = None
+    frontier: FrontierAnswer | None = None
+    error: str | None = None
+    cost_usd: float = 0.0
+    frontier_only_cost_usd: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "task_type": self.task_type,
+            "mode": self.mode,
+            "route": self.route,
+            "reason": self.reason.value if self.reason else None,
+            "label": self.label,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "hard_stop": None
+            if self.hard_stop is None
+            else {"category": self.hard_stop.category, "rule": self.hard_stop.rule, "excerpt": self.hard_stop.excerpt},
+            "answer": self.answer,
+            "outcome": self.outcome,
+            "model": self.model,
+            "route_candidate": self.route_candidate,
+            "latency_ms": round(self.latency_ms, 3),
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "cost_usd": self.cost_usd,
+            "frontier_only_cost_usd": self.frontier_only_cost_usd,
+            "error": self.error,
+            "packet": self.packet.to_dict() if self.packet is not None and self.route != "local" else None,
+        }
+
+
+@dataclass
+class _Decision:
+    """Mutable scratch state of one request; frozen into RouteResult and AuditRecord at the end."""
+
+    task: Task
+    spec: TaskSpec | None
+    t0: float
+    decision_id: str = field(default_factory=lambda: new_decision_id())
+    text: str = ""
+    reason: FallbackReason | None = None
+    route_candidate: str | None = None
+    hard_stop: HardStopMatch | None = None
+    local: LocalOutput | None = None
+    local_ms: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None
+
+
+def new_decision_id() -> str:
+    # Time-ordered (ms) then random: sorts by creation, no coordination between replicas.
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+
+
+class Router:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        audit: AuditLog | None = None,
+        backends: dict[str, Any] | None = None,
+    ):
+        self.policy = policy
+        self.audit = audit
+        self.hardstops = HardStops.from_policy(policy)
+        # Backend instances by model key; tests and benches may inject their own.
+        self._backends: dict[str, Any] = dict(backends or {})
+        self._backend_errors: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    def route(self, task: Task) -> RouteResult:
+        """Synchronous entry point (CLI, scripts). Reuses one event loop so HTTP sessions persist."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.aroute(task))
+
+    async def aroute(self, task: Task) -> RouteResult:
+        t0 = time.perf_counter()
+        spec = self.policy.tasks.get(task.task_type) if task.task_type else None
+        d = _Decision(task=task, spec=spec, t0=t0)
+        try:
+            return await self._pipeline(d)
+        except InputRejected as exc:
+            d.error = str(exc)
+            exc.result = self._finish(d, route="rejected", answer=None, outcome="rejected")
+            raise
+
+    def warm(self, task_types: list[str] | None = None) -> dict[str, str | None]:
+        """Load the local models of these tasks now (all local tasks by default), so the first
+        request does not pay for it. Returns model key -> error message or None."""
+        out: dict[str, str | None] = {}
+        for name, spec in self.policy.tasks.items():
+            if task_types is not None and name not in task_types:
+                continue
+            if spec.local and spec.model and spec.model not in out:
+                try:
+                    backend = self._backend(spec.model)
+                    load = getattr(backend, "load", None)
+                    if load:
+                        load()
+                    out[spec.model] = None
+                except Exception as exc:  # reported, and each request will escalate with local_error
+                    out[spec.model] = f"{type(exc).__name__}: {exc}"
+        return out
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run_until_complete(self.aclose())
+            self._loop.close()
+            self._loop = None
+        if self.audit is not None:
+            self.audit.flush()
+
+    async def aclose(self) -> None:
+        for b in self._backends.values():
+            closer = getattr(b, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    # ------------------------------------------------------------------ the pipeline
+
+    async def _pipeline(self, d: _Decision) -> RouteResult:
+        task, spec, policy = d.task, d.spec, self.policy
+        shadow = policy.rollout.mode == "shadow"
+
+        # 3 (first half): decode, so every later stage and the audit preview work on text.
+        d.text = decode_input(task.input)
+
+        # 1 flags
+        if policy.rollout.kill_switch:
+            d.checks.append(Check("kill_switch", False, policy.rollout.kill_switch_reason or "kill switch on"))
+            return await self._escalate(d, FallbackReason.MANUAL_OVERRIDE)
+        if not policy.rollout.group_enabled(task.user_group):
+            d.checks.append(Check("rollout_group", False, f"group {task.user_group!r} not in local_groups"))
+            return await self._escalate(d, FallbackReason.MANUAL_OVERRIDE)
+
+        # 2 policy
+        if spec is None:
+            d.checks.append(Check("task", False, f"unknown task type {task.task_type!r}"))
+            return await self._escalate(d, FallbackReason.UNKNOWN_TASK)
+        if not spec.local:
+            d.hard_stop = self.hardstops.first(d.text)  # recorded so security can see it, not a reason
+            return await self._escalate(d, FallbackReason.POLICY_REQUIRES_FRONTIER)
+
+        # 3 input guard: size
+        if len(d.text) > spec.max_input_chars:
+            d.checks.append(Check("input_size", False, f"{len(d.text)} chars > max_input_chars {spec.max_input_chars}"))
+            return await self._escalate(d, FallbackReason.INPUT_TOO_LARGE, compress=True)
+        d.checks.append(Check("input_size", True))
+
+        # 4 hard stops on the input: decided before any model runs, overriding any answer.
+        d.hard_stop = self.hardstops.first(d.text)
+        if d.hard_stop is not None:
+            d.checks.append(Check("hard_stop", False, f"{d.hard_stop.rule}: {d.hard_stop.excerpt}"))
+            return await self._escalate(d, d.hard_stop.reason)
+        d.checks.append(Check("hard_stop", True))
+
+        # 5 local call, 6 gate
+        if task.schema is not None:
+            spec = spec.model_copy(update={"schema_": dict(task.schema)})
+            d.spec = spec
+        reason = await self._local_and_gate(d, spec)
+
+        # 7 result
+        if shadow:
+            d.route_candidate = "local" if reason is None else "frontier"
+            d.reason = reason
+            return await self._escalate(d, reason, shadow=True)
+        if reason is not None:
+            return await self._escalate(d, reason)
+        assert d.local is not None
+        return self._finish(d, route="local", answer=d.local.answer, outcome="answered_local", reason=None)
+
+    async def _local_and_gate(self, d: _Decision, spec: TaskSpec) -> FallbackReason | None:
+        assert spec.model is not None
+        model_spec = self.policy.models[spec.model]
+        timeout = spec.timeout_s or model_spec.timeout_s
+        text = d.text
+        if spec.compress_on:
+            from smallfirst.logtext import compress_log
+
+            text = compress_log(text, LOCAL_INPUT_BUDGET).text
+        t = time.perf_counter()
+        try:
+            backend = self._backend(spec.model)
+            d.local = await asyncio.wait_for(backend.complete(text, spec), timeout)
+        except asyncio.TimeoutError:
+            d.error = f"local model {model_spec.display_name} timed out after {timeout:g}s"
+        except Exception as exc:  # a crashed local model escalates; it never drops the request
+            d.error = f"local model {model_spec.display_name} failed: {type(exc).__name__}: {exc}"
+        finally:
+            d.local_ms = (time.perf_counter() - t) * 1000
+        if d.local is None:
+            d.checks.append(Check("local_call", False, d.error or ""))
+            return FallbackReason.LOCAL_ERROR
+        d.checks.append(Check("local_call", True))
+        gate = check_gate(spec, d.local, d.text, refusal_markers=self.policy.gate.refusal_markers)
+        d.checks.extend(gate.checks)
+        return gate.reason
+
+    async def _escalate(
+        self, d: _Decision, reason: FallbackReason | None, *, compress: bool = False, shadow: bool = False
+    ) -> RouteResult:
+        from smallfirst.packet import build_packet
+
+        spec = d.spec
+        if not shadow:
+            d.reason = reason
+            d.route_candidate = "frontier"
+        packet = build_packet(
+            d.task.task_type or "unknown",
+            spec.description if spec else "",
+            d.text,
+            reason=reason or FallbackReason.MANUAL_OVERRIDE,
+            detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
+            local=d.local,
+            hard_stop=d.hard_stop,
+            compress=compress or bool(spec and spec.compress_on),
+        )
+        found = self.policy.frontier_spec(spec)
+        if found is None or not frontier_configured(found[1]):
+            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=packet)
+        key, fspec = found
+        t = time.perf_counter()
+        try:
+            backend = self._backend(key)
+            system, messages = packet.messages()
+            answer: FrontierAnswer = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
+        except BackendError as exc:
+            d.error = f"frontier {fspec.display_name} failed: {exc}"
+            return self._finish(
+                d, route="frontier", answer=None, outcome="frontier_error", packet=packet,
+                frontier_ms=(time.perf_counter() - t) * 1000,
+            )
+        return self._finish(
+            d, route="frontier", answer=answer.text, outcome="answered_frontier", packet=packet,
+            frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
+        )
+
+    # ------------------------------------------------------------------ stage 8: record
+
+    def _finish(
+        self,
+        d: _Decision,
+        *,
+        route: str,
+        answer: str | None,
+        outcome: str,
+        reason: FallbackReason | None | type[Ellipsis] = ...,
+        packet: Any = None,
+        frontier: FrontierAnswer | None = None,
+        frontier_ms: float = 0.0,
+    ) -> RouteResult:
+        if reason is not ...:
+            d.reason = reason  # type: ignore[assignment]
+        if route == "local":
+            d.route_candidate = "local"
+        total_ms = (time.perf_counter() - d.t0) * 1000
+        local, spec = d.local, d.spec
+        local_spec = self.policy.models.get(spec.model) if spec and spec.model else None
+        cost = self._local_cost(d.local_ms) + (self._frontier_cost(frontier) if frontier else 0.0)
+        counterfactual = self._frontier_only_cost(d.text, answer if route == "local" else None, frontier)
+        model = local.model if route == "local" and local else (frontier.model if frontier else None)
+        result = RouteResult(
+            decision_id=d.decision_id,
+            task_type=d.task.task_type,
+            mode=self.policy.rollout.mode,
+            route=route,
+            reason=d.reason,
+            answer=answer,
+            outcome=outcome,
+            label=local.label if local else None,
+            confidence=local.confidence if local else None,
+            hard_stop=d.hard_stop,
+            route_candidate=d.route_candidate,
+            model=model,
+            latency_ms=total_ms,
+            checks=tuple(d.checks),
+            packet=packet,
+            local=local,
+            frontier=frontier,
+            error=d.error,
+            cost_usd=cost,
+            frontier_only_cost_usd=counterfactual,
+        )
+        if self.audit is not None:
+            from smallfirst.redact import mask_secrets
+
+            fspec = self.policy.frontier_spec(spec)
+            self.audit.submit(
+                AuditRecord(
+                    decision_id=d.decision_id,
+                    ts=time.time(),
+                    task_id=d.task.task_id,
+                    task_type=d.task.task_type,
+                    mode=self.policy.rollout.mode,
+                    route=route,
+                    route_candidate=d.route_candidate,
+                    reason=d.reason.value if d.reason else None,
+                    label=local.label if local else None,
+                    hard_stop=None
+                    if d.hard_stop is None
+                    else {"category": d.hard_stop.category, "rule": d.hard_stop.rule, "excerpt": d.hard_stop.excerpt},
+                    local_model=(local.model if local else (local_spec.display_name if local_spec else None)),
+                    local_model_sha256=local.model_sha256 if local else None,
+                    frontier_model=(frontier.model if frontier else (fspec[1].display_name if fspec and route == "frontier" else None)),
+                    confidence_raw=local.confidence_raw if local else None,
+                    confidence_calibrated=local.confidence if local else None,
+                    checks=[{"name": c.name, "ok": c.ok, "detail": mask_secrets(c.detail)} for c in d.checks],
+                    latency_ms={"total": round(total_ms, 3), "local": round(d.local_ms, 3), "frontier": round(frontier_ms, 3)},
+                    tokens={
+                        "local_in": local.tokens_in if local else 0,
+                        "local_out": local.tokens_out if local else 0,
+                        "frontier_in": frontier.tokens_in if frontier else 0,
+                        "frontier_out": frontier.tokens_out if frontier else 0,
+                    },
+                    cost_usd=cost,
+                    frontier_only_cost_usd=counterfactual,
+                    input_sha256=_input_sha(d),
+                    input_chars=len(d.text) if d.text else len(d.task.input),
+                    preview_source=d.text,
+                    answer_sha256=_sha(answer) if route == "local" else None,
+                    frontier_answer_sha256=_sha(frontier.text) if frontier else None,
+                    user_group=d.task.user_group,
+                    policy_version=self.policy.version_tag,
+                    outcome=outcome,
+                    error=mask_secrets(d.error) if d.error else None,
+                )
+            )
+        return result
+
+    # ------------------------------------------------------------------ helpers
+
+    def _backend(self, key: str) -> Any:
+        b = self._backends.get(key)
+        if b is None:
+            spec: ModelSpec = self.policy.models[key]
+            b = self._backends[key] = make_backend(spec, self.policy)
+        return b
+
+    def _local_cost(self, local_ms: float) -> float:
+        price = self.policy.prices.get("local")
+        if not price or not price.usd_per_hour or not local_ms:
+            return 0.0
+        return local_ms / 3_600_000 * price.usd_per_hour
+
+    def _frontier_cost(self, ans: FrontierAnswer) -> float:
+        price = self.policy.prices.get(ans.model)
+        if price is None:
+            fs = self.policy.frontier_spec(None)
+            price = self.policy.prices.get(fs[1].display_name) if fs else None
+        if price is None:
+            return 0.0
+        return (ans.tokens_in * (price.input or 0) + ans.tokens_out * (price.output or 0)) / 1e6
+
+    def _frontier_only_cost(self, text: str, local_answer: str | None, frontier: FrontierAnswer | None) -> float:
+        """What this request costs if everything goes to the frontier: its real cost when the
+        frontier answered, otherwise an estimate at ~4 characters per token."""
+        if frontier is not None:
+            return self._frontier_cost(frontier)
+        fs = self.policy.frontier_spec(None)
+        if fs is None:
+            return 0.0
+        tokens_in = math.ceil(len(text) / 4) + 60  # + the task framing
+        tokens_out = max(8, math.ceil(len(local_answer or "") / 4)) if local_answer else 64
+        return self._frontier_cost(FrontierAnswer(text="", model=fs[1].display_name, tokens_in=tokens_in, tokens_out=tokens_out))
+
+
+def _input_sha(d: _Decision) -> str:
+    # A rejected input never became text: hash exactly what arrived.
+    raw = d.task.input if not d.text else d.text
+    return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _sha(s: str | None) -> str | None:
+    return hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest() if s is not None else None
+
+
+def decode_input(raw: str | bytes) -> str:
+    """Input guard, encoding half. Text with a few bad bytes (common in CI logs) is decoded with
+    replacement characters; input that is empty or looks binary is rejected with a message."""
+    if isinstance(raw, bytes):
+        if b"\x00" in raw[:65536]:
+            raise InputRejected(f"input looks binary ({raw[:65536].count(0)} NUL bytes in the first 64 KiB); send text")
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd")
+        if bad and bad > max(8, len(text) // 20):
+            raise InputRejected(f"input is not UTF-8 text ({bad} undecodable bytes in {len(raw)})")
+    else:
+        text = raw
+        if "\x00" in text[:65536]:
+            raise InputRejected("input looks binary (NUL characters); send text")
+    if not text.strip():
+        raise InputRejected("input is empty")
+    return text

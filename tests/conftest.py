@@ -1,0 +1,51 @@
+"""Shared fixtures: policies written to real files, so errors carry real file names and lines."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes is importable as `fakes`
+
+MINIMAL_POLICY = """\
+version: 1
+models:
+  local_classifier: {provider: embedding}
+  local_default: {provider: llamacpp}
+  frontier_default: {provider: anthropic, name: claude-sonnet-4-6, api_key_env: SMALLFIRST_TEST_NO_SUCH_KEY}
+prices:
+  claude-sonnet-4-6: {input: 3.00, output: 15.00}
+  local: {usd_per_hour: 0.05}
+tasks:
+  classify_issue:
+    local: true
+    model: local_classifier
+    labels: [build, test, dependency, security, access, unknown]
+    min_confidence: 0.72
+    escalate_labels: [security, access, unknown]
+    max_input_chars: 6000
+  summarize_log: {local: true, model: local_default, min_confidence: 0.68, max_input_chars: 12000}
+  shape_json:
+    local: true
+    model: local_default
+    min_confidence: 0.5
+    schema: {type: object, properties: {file: {type: string}}, required: [file]}
+  propose_code_change: {local: false}
+  security_review: {local: false}
+hard_stops:
+  access: ['registry auth', 'SSO']
+rollout: {mode: live, kill_switch: false, local_groups: ['*']}
+"""
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path):
+    def write(text: str = MINIMAL_POLICY, name: str = "policy.yaml") -> Path:
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(text), encoding="utf-8")
+        return p
+
+    return write

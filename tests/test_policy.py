@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import pytest
+
+from smallfirst.cli import main
+from smallfirst.policy import PolicyError, load_policy, parse_policy
+from smallfirst.reasons import FallbackReason
+
+from conftest import MINIMAL_POLICY
+
+
+def test_published_example_policy_loads_with_its_thresholds(write_policy):
+    policy = load_policy(write_policy())
+    task = policy.tasks["classify_issue"]
+    assert task.labels == ["build", "test", "dependency", "security", "access", "unknown"]
+    assert task.min_confidence == 0.72
+    assert task.escalate_labels == ["security", "access", "unknown"]
+    assert task.kind == "classify"
+    assert policy.tasks["summarize_log"].kind == "text" and policy.tasks["summarize_log"].grounding_on
+    assert policy.tasks["shape_json"].kind == "json"
+    assert not policy.tasks["propose_code_change"].local
+    assert policy.version_tag.startswith("v1:")
+
+
+def test_bundled_default_policy_embodies_the_published_example():
+    policy = load_policy(None)
+    task = policy.tasks["classify_issue"]
+    assert task.min_confidence == 0.72
+    assert set(task.escalate_labels) == {"security", "access", "unknown"}
+    assert not policy.tasks["security_review"].local
+    assert not policy.tasks["propose_code_change"].local
+    assert policy.hard_stops["access"] == ["registry auth", "SSO"]
+
+
+def test_unknown_key_names_file_line_and_field(write_policy):
+    text = MINIMAL_POLICY.replace("    min_confidence: 0.72\n", "    min_confidense: 0.72\n")
+    path = write_policy(text)
+    with pytest.raises(PolicyError) as e:
+        load_policy(path)
+    line = text.splitlines().index("    min_confidense: 0.72") + 1
+    assert e.value.file == str(path)
+    assert e.value.line == line
+    assert e.value.field == "tasks.classify_issue.min_confidense"
+    assert str(e.value).startswith(f"{path}:{line}: tasks.classify_issue.min_confidense: unknown key")
+
+
+def test_out_of_range_threshold_points_at_its_line(write_policy):
+    text = MINIMAL_POLICY.replace("min_confidence: 0.72", "min_confidence: 1.7")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.line == text.splitlines().index("    min_confidence: 1.7") + 1
+    assert e.value.field == "tasks.classify_issue.min_confidence"
+
+
+def test_escalate_label_outside_labels_is_rejected_at_that_key(write_policy):
+    text = MINIMAL_POLICY.replace("escalate_labels: [security, access, unknown]", "escalate_labels: [securty]")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.field == "tasks.classify_issue.escalate_labels"
+    assert e.value.line == text.splitlines().index("    escalate_labels: [securty]") + 1
+    assert "securty" in e.value.message
+
+
+def test_task_model_must_exist(write_policy):
+    text = MINIMAL_POLICY.replace("model: local_classifier", "model: local_clasifier")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.field == "tasks.classify_issue.model"
+    assert "local_clasifier" in str(e.value)
+
+
+def test_yaml_syntax_error_names_line(write_policy):
+    text = MINIMAL_POLICY.replace("  summarize_log: {local: true,", "  summarize_log: {local: true,,")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.line is not None and "YAML" in str(e.value)
+
+
+def test_duplicate_key_is_an_error_not_a_silent_override(write_policy):
+    text = MINIMAL_POLICY.replace("rollout:", "tasks:\n  x: {local: false}\nrollout:")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert "duplicate key" in str(e.value) and e.value.field == "tasks"
+
+
+def test_unknown_hard_stop_category_is_rejected(write_policy):
+    text = MINIMAL_POLICY.replace("  access: ['registry auth', 'SSO']", "  acess: ['x']")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.field == "hard_stops"
+
+
+def test_missing_version_is_reported(write_policy):
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(MINIMAL_POLICY.replace("version: 1\n", "")))
+    assert e.value.field == "version" and "missing" in e.value.message
+
+
+def test_cli_exits_2_with_file_line_field_on_malformed_policy(write_policy, capsys):
+    path = write_policy(MINIMAL_POLICY.replace("min_confidence: 0.72", "min_confidence: high"))
+    assert main(["policy", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "tasks.classify_issue.min_confidence" in err
+
+
+def test_cli_policy_check_accepts_a_valid_file(write_policy, capsys):
+    assert main(["policy", "check", str(write_policy())]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_missing_policy_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PolicyError) as e:
+        load_policy(tmp_path / "nope.yaml")
+    assert "cannot read policy" in str(e.value)
+
+
+def test_not_a_mapping_is_rejected():
+    with pytest.raises(PolicyError):
+        parse_policy("- just\n- a list\n")
+
+
+def test_fallback_reason_vocabulary_is_exactly_the_published_one():
+    assert {r.value for r in FallbackReason} == {
+        "unknown_task", "policy_requires_frontier", "input_too_large", "schema_invalid", "confidence_low",
+        "hard_stop_security", "hard_stop_access", "hard_stop_production", "hard_stop_novel",
+        "label_escalates", "local_error", "manual_override",
+    }
