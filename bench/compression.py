@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from smallfirst.logtext import compress_log
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+from smallfirst.logtext import compress_log  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/logchunks-dev/logchunks_dev.jsonl")
 _WS = re.compile(r"\s+")
@@ -38,18 +40,6 @@ def kept_fraction(lines: list[str], compressed: str) -> float:
     return sum(line in text for line in lines) / len(lines) if lines else 1.0
 
 
-def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.platform()} | {cpu or 'unknown cpu'} | nproc={os.cpu_count()} | Python {platform.python_version()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -60,7 +50,7 @@ def main() -> None:
     gold = [chunk_lines(r["label"]) for r in rows]
     # A row is answerable when all its chunk lines are in the (uncompressed) input.
     answerable = [kept_fraction(g, r["text"]) == 1.0 for r, g in zip(rows, gold)]
-    print(f"machine: {machine()}")
+    print(describe())
     print(f"data: {args.data} ({len(rows)} rows; chunk fully in input: {sum(answerable)}; "
           f"chunk_first_line_in_text: {sum(bool(r.get('chunk_first_line_in_text')) for r in rows)})")
     print()

@@ -92,3 +92,9 @@ def test_summary_citing_a_file_not_in_the_input_is_ungrounded():
     assert grounded.ok, grounded.checks
     assert invented.reason is FallbackReason.CONFIDENCE_LOW
     assert invented.checks[-1].name == "grounding" and "Bar.java" in invented.checks[-1].detail
+
+
+def test_normalised_error_codes_count_as_grounded():
+    log = "npm ERR! 403 Forbidden - GET https://<registry-host>/pkg\nProcess exited with 1"
+    r = check_gate(SUMMARY, out("The install got HTTP 403 from the registry."), log)
+    assert r.ok, r.checks

@@ -136,7 +136,10 @@ def ungrounded(answer: str, input_text: str) -> list[str]:
     from smallfirst.logtext import extract_identifiers
 
     haystack = input_text.casefold()
-    return sorted(i for i in extract_identifiers(answer) if i.casefold() not in haystack)
+    # Identifiers are normalised on extraction ("403 Forbidden" -> "HTTP 403"), so a cited one
+    # counts as grounded when the input yields it too, or when it appears in the input verbatim.
+    known = {i.casefold() for i in extract_identifiers(input_text)}
+    return sorted(i for i in extract_identifiers(answer) if i.casefold() not in known and i.casefold() not in haystack)
 
 
 def _novelty_detail(out: LocalOutput) -> str:

@@ -1,0 +1,280 @@
+"""What the server backends share: one aiohttp session per event loop, retries, SSE reading.
+
+A request is retried when trying again can help: the connection failed or dropped, the attempt
+timed out, or the server said so (408, 409, 429, 5xx, and Anthropic's 529). Any other 4xx is the
+caller's mistake (bad key, bad body) and fails at once. Every failure surfaces as one
+`HTTPBackendError` that names the server, the status and the number of attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, AsyncIterator, Callable, Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from smallfirst.backends.base import BackendError
+
+DEFAULT_BACKOFF_S = 0.5  # first retry waits about this long; each later one about twice as long
+MAX_BACKOFF_S = 8.0
+# A server may ask for a long pause (Retry-After: 60); an agent step waiting that long is worse
+# than escalating, so the wait is capped and the attempt budget still applies.
+MAX_RETRY_AFTER_S = 20.0
+_ERROR_TEXT_CHARS = 300
+
+
+class HTTPBackendError(BackendError):
+    """A server backend could not answer. `status` is the last HTTP status (None when no response
+    came back: refused, timed out, dropped); `attempts` counts the requests made."""
+
+    def __init__(
+        self,
+        server: str,
+        detail: str,
+        *,
+        status: int | None,
+        attempts: int,
+        error_type: str | None = None,
+    ):
+        self.server, self.detail, self.status, self.attempts = server, detail, status, attempts
+        self.error_type = error_type
+        what = f"HTTP {status}" if status is not None else "no response"
+        if error_type:
+            what += f" {error_type}"
+        tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+        super().__init__(f"{server}: {what}: {detail} (after {tries})")
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def retry_delay(
+    attempt: int,
+    retry_after: str | None,
+    *,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before retry number `attempt` (1-based).
+
+    The server's Retry-After wins when it parses (seconds or an HTTP date), capped; otherwise
+    exponential backoff with "equal jitter", so clients that failed together do not retry together.
+    """
+    asked = parse_retry_after(retry_after)
+    if asked is not None:
+        return min(asked, MAX_RETRY_AFTER_S)
+    step = min(MAX_BACKOFF_S, backoff_s * 2 ** (attempt - 1))
+    return step / 2 + rand() * step / 2
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------- one session per event loop
+
+# aiohttp sessions belong to the loop that created them. The router usually runs in one loop, but
+# sync callers (CLI, tests) run one asyncio.run() per call, so sessions are kept per loop.
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    s = _sessions.get(loop)
+    if s is None or s.closed:
+        # Sessions of loops that have ended cannot be closed any more; forget them.
+        for dead in [lp for lp in _sessions if lp.is_closed()]:
+            del _sessions[dead]
+        s = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+            # Per-request timeouts are passed on each call.
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=True,
+        )
+        _sessions[loop] = s
+    return s
+
+
+async def aclose() -> None:
+    """Close this loop's session (a later request opens a new one). Call before the loop ends."""
+    s = _sessions.pop(asyncio.get_running_loop(), None)
+    if s is not None and not s.closed:
+        await s.close()
+
+
+# ---------------------------------------------------------------- requests
+
+
+def server_label(url: str) -> str:
+    """How errors name a server: scheme, host, port and path, never a query string or key."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def error_detail(body: bytes) -> tuple[str, str | None]:
+    """The server's own message and error type from an error body, for the shapes in use:
+    OpenAI {"error": {"message", "type"}}, Anthropic {"type": "error", "error": {...}},
+    Ollama {"error": "..."}, older vLLM {"object": "error", "message", "type"}."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return (text[:_ERROR_TEXT_CHARS] or "empty body"), None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err[:_ERROR_TEXT_CHARS], None
+        if isinstance(err, dict) and "message" in err:
+            etype = err.get("type") or err.get("code")
+            return str(err["message"])[:_ERROR_TEXT_CHARS], (str(etype) if etype else None)
+    return text[:_ERROR_TEXT_CHARS], None
+
+
+def _describe(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timed out after {timeout_s:g}s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server closed the connection without a response"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# Failures where no (complete) response came back; all worth another attempt.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+async def post_json(
+    url: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> dict[str, Any]:
+    """POST a JSON body, return the JSON object answered; retry what is worth retrying."""
+    data = json.dumps(body, ensure_ascii=False).encode()
+    hdrs = {"content-type": "application/json", **headers}
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    server = server_label(url)
+    attempt = 0
+    while True:
+        attempt += 1
+        retry_after: str | None = None
+        try:
+            async with session().post(url, data=data, headers=hdrs, timeout=timeout) as resp:
+                raw = await resp.read()
+                if 200 <= resp.status < 300:
+                    try:
+                        answer = json.loads(raw)
+                    except ValueError:
+                        raise HTTPBackendError(
+                            server,
+                            "response is not JSON: " + raw[:80].decode("utf-8", "replace"),
+                            status=200,
+                            attempts=attempt,
+                        ) from None
+                    if not isinstance(answer, dict):
+                        raise HTTPBackendError(server, "response is not a JSON object", status=200, attempts=attempt)
+                    return answer
+                detail, etype = error_detail(raw)
+                if not is_retryable_status(resp.status) or attempt > retries:
+                    raise HTTPBackendError(server, detail, status=resp.status, attempts=attempt, error_type=etype)
+                retry_after = resp.headers.get("retry-after")
+        except _TRANSPORT_ERRORS as exc:
+            if attempt > retries:
+                raise HTTPBackendError(server, _describe(exc, timeout_s), status=None, attempts=attempt) from exc
+        await asyncio.sleep(retry_delay(attempt, retry_after, backoff_s=backoff_s))
+
+
+# ---------------------------------------------------------------- server-sent events
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str  # "message" when the server named none (OpenAI sends none)
+    data: str
+
+
+async def post_sse(
+    url: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> AsyncIterator[SSEEvent]:
+    """POST a JSON body and yield the server-sent events of the answer.
+
+    Retries apply until the server answers 200; once events flow, a failure is raised, because
+    the caller has already seen part of the answer. `timeout_s` bounds connecting and each wait
+    for the next bytes, not the whole stream, which may legitimately run for minutes.
+    """
+    data = json.dumps(body, ensure_ascii=False).encode()
+    hdrs = {"content-type": "application/json", "accept": "text/event-stream", **headers}
+    timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
+    server = server_label(url)
+    attempt = 0
+    while True:
+        attempt += 1
+        retry_after: str | None = None
+        try:
+            async with session().post(url, data=data, headers=hdrs, timeout=timeout) as resp:
+                if 200 <= resp.status < 300:
+                    try:
+                        async for event in _read_events(resp.content):
+                            yield event
+                    except _TRANSPORT_ERRORS as exc:
+                        raise HTTPBackendError(
+                            server, "stream broke: " + _describe(exc, timeout_s), status=200, attempts=attempt
+                        ) from exc
+                    return
+                detail, etype = error_detail(await resp.read())
+                if not is_retryable_status(resp.status) or attempt > retries:
+                    raise HTTPBackendError(server, detail, status=resp.status, attempts=attempt, error_type=etype)
+                retry_after = resp.headers.get("retry-after")
+        except _TRANSPORT_ERRORS as exc:
+            if attempt > retries:
+                raise HTTPBackendError(server, _describe(exc, timeout_s), status=None, attempts=attempt) from exc
+        await asyncio.sleep(retry_delay(attempt, retry_after, backoff_s=backoff_s))
+
+
+async def _read_events(stream: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
+    """The SSE framing (WHATWG): `field: value` lines, a blank line ends an event, `:` comments."""
+    event, data = "", []
+    async for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:  # a last event without its blank line
+        yield SSEEvent(event or "message", "\n".join(data))

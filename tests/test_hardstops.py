@@ -1,0 +1,223 @@
+import pytest
+
+from smallfirst.hardstops import EXCERPT_MAX, HardStops
+from smallfirst.policy import parse_policy
+from smallfirst.reasons import FallbackReason
+
+BUILT_IN = HardStops()
+
+# The published failure: a package install that the registry refused.
+REGISTRY_403 = """\
+npm ci
+npm ERR! code E403
+npm ERR! 403 403 Forbidden - GET https://<registry-host>/@org%2fpkg - You must be logged in to install this package
+npm ERR! A complete log of this run can be found in: /home/runner/.npm/_logs/2024-05-01T12_00_00_000Z-debug-0.log
+"""
+
+
+def categories(text: str, hs: HardStops = BUILT_IN) -> list[str]:
+    return [m.category for m in hs.scan(text)]
+
+
+def test_registry_403_forces_access_hard_stop():
+    match = BUILT_IN.first(REGISTRY_403)
+    assert match is not None
+    assert match.category == "access"
+    assert match.rule == "access.http_403"
+    assert match.reason is FallbackReason.HARD_STOP_ACCESS
+    assert "403" in match.excerpt
+    a, b = match.span
+    assert "403" in REGISTRY_403[a:b]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[WARNING] Could not transfer metadata from/to central: status code: 403, reason phrase: Forbidden (403)",
+        "fatal: unable to access 'https://github.com/org/repo/': The requested URL returned error: 403",
+        "Return code is: 401, ReasonPhrase: Unauthorized.",
+        "< HTTP/1.1 401 Unauthorized",
+        "Error response from daemon: pull access denied for acme/api, repository does not exist or may require 'docker login'",
+        "denied: requested access to the resource is denied",
+        "remote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/org/repo.git/'",
+        "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+        "HttpError: Bad credentials - https://docs.github.com/rest",
+        "error: the access token has expired, please log in again",
+        "Resource protected by organization SAML enforcement. You must grant your token access.",
+        "The token does not have the insufficient scope; missing scopes: write:packages",
+        "git@github.com: Permission denied (publickey).",
+        "ERROR: permission denied for table customers",
+        "An error occurred (AccessDenied) when calling the PutObject operation: Access Denied",
+        "User: arn:aws:iam::123:user/ci is not authorized to perform: sts:AssumeRole",
+        "Unable to locate credentials. You can configure credentials by running aws configure.",
+    ],
+)
+def test_access_failures_are_access_hard_stops(text):
+    assert "access" in categories(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Found CVE-2021-44228 in org.apache.logging.log4j:log4j-core:2.14.1",
+        "GHSA-jfh8-c2jp-5v3q: Remote code execution in log4j",
+        "This release is a security advisory fix for the parser",
+        "lodash is vulnerable to prototype pollution",
+        "found 7 vulnerabilities (3 moderate, 4 high)",
+        "3 critical severity vulnerabilities",
+        "event-stream 3.3.6 contained a malicious package payload",
+        "remote code execution via crafted template",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----",
+        "export GITHUB_TOKEN=ghp_" + "Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1J3k5",
+    ],
+)
+def test_security_findings_and_leaked_secrets_are_security_hard_stops(text):
+    assert "security" in categories(text)
+
+
+def test_leaked_secret_excerpt_is_masked():
+    token = "ghp_" + "Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1J3k5"
+    match = BUILT_IN.first(f"step 2: git remote set-url origin https://x:{token}@github.com/o/r.git")
+    assert match is not None and match.category == "security" and match.rule == "security.secret"
+    assert token[4:16] not in match.excerpt and "REDACTED" in match.excerpt
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Run terraform destroy -auto-approve",
+        "psql -c 'DROP TABLE users;'",
+        "DROP DATABASE analytics",
+        "TRUNCATE TABLE orders",
+        "DELETE FROM accounts;",
+        "kubectl delete namespace payments",
+        "helm uninstall api --namespace prod",
+        "sudo rm -rf / --no-preserve-root",
+        "git push --force origin main",
+        "Deploying build 1234 to production",
+        "this touches the production database directly",
+        "we need to rotate the AWS credentials now",
+        "migrate the customer database to the new schema",
+        "then drop the production replica",
+    ],
+)
+def test_irreversible_operations_are_production_hard_stops(text):
+    assert "production" in categories(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Segmentation fault (core dumped)",
+        "Fatal signal 11 (SIGSEGV), code 1, fault addr 0x0",
+        "Kernel panic - not syncing: VFS: Unable to mount root fs",
+        "gcc: internal compiler error: Killed (program cc1plus)",
+        "Illegal instruction (core dumped)",
+        "Bus error",
+        "*** stack smashing detected ***: terminated",
+        "double free or corruption (out)",
+        "Fatal Python error: Segmentation fault",
+        "thread 'main' panicked at 'internal error: entered unreachable code'",
+        "assert failed: this should never happen",
+        "# A fatal error has been detected by the Java Runtime Environment:",
+    ],
+)
+def test_crash_classes_are_novel_hard_stops(text):
+    assert "novel" in categories(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a 404 for a version that does not exist is a dependency problem, not access
+        "npm ERR! code E404\nnpm ERR! 404 Not Found - GET https://<registry-host>/left-pad/-/left-pad-9.9.9.tgz",
+        "[ERROR] Failed to execute goal on project app: Could not find artifact com.acme:lib:jar:9.9 in central (404)",
+        # tokens, credentials and deletes in test names and descriptions
+        "Running com.acme.lexer.TokenizerTest\nTests run: 12, Failures: 1, Errors: 0",
+        "FAILED tests/test_auth.py::test_token_refresh - AssertionError",
+        "[ERROR] CredentialsProviderTest.testDefaultChain:42 expected:<1> but was:<2>",
+        "  ✓ should delete the user when asked (12ms)",
+        "  ✓ throws when the access token is invalid (42ms)",
+        "it('deletes the draft after publishing', async () => {",
+        # Maven's deploy plugin, migrations of a test database, ORM DDL in test logs
+        "[INFO] --- maven-deploy-plugin:2.8.2:deploy (default-deploy) @ app ---",
+        "[INFO] Skipping artifact deployment",
+        "Hibernate: drop table if exists users cascade",
+        "DELETE FROM users WHERE id = 3;",
+        "Migrating schema `test` to version 2 - add index",
+        # the build's own mistakes
+        "bash: ./gradlew: Permission denied",
+        "npm ERR! Error: EACCES: permission denied, mkdir '/usr/local/lib/node_modules'",
+        "[ERROR] Forbidden method invocation: java.lang.String#toLowerCase() [Uses default locale]",
+        "com.thoughtworks.xstream.security.ForbiddenClassException: org.apache.Foo",
+        "found 0 vulnerabilities",
+        "found 13 vulnerabilities (2 low, 11 moderate)",
+        "[INFO] Total time: 45.401 s",
+        "SyntaxError: Unexpected token '<'",
+        "git push origin feature/login",
+        "rm -rf /tmp/build-cache",
+        "Creating an optimized production build...",
+        "logrotate: rotating log files",
+    ],
+)
+def test_look_alikes_in_routine_logs_do_not_stop(text):
+    assert BUILT_IN.scan(text) == []
+
+
+def test_unicode_look_alikes_and_zero_width_characters_still_match():
+    assert categories("ＤＲＯＰ　ＴＡＢＬＥ users") == ["production"]
+    assert categories("DR\u041eP TABLE users") == ["production"]  # Cyrillic O
+    assert categories("terra\u200bform destroy") == ["production"]
+    match = BUILT_IN.first("ok\nSeg\u200bmentation fault")
+    assert match is not None and match.category == "novel"
+    assert "Seg\u200bmentation fault"[0:3] in "ok\nSeg\u200bmentation fault"[match.span[0] : match.span[1]]
+
+
+def test_scan_reports_one_match_per_category_in_category_order():
+    text = "Segmentation fault\nkubectl delete ns prod\nHTTP/1.1 403 Forbidden\nCVE-2024-3094 found"
+    matches = BUILT_IN.scan(text)
+    assert [m.category for m in matches] == ["security", "access", "production", "novel"]
+    assert BUILT_IN.first(text).category == "security"
+
+
+def test_excerpt_is_short_masked_and_one_line():
+    key = "AKIA" + "Q7W9E2R4T6Y8U1I3"
+    text = "x " * 100 + f"Error: 403 Forbidden while using key {key} to upload\n" + "y " * 100
+    for m in BUILT_IN.scan(text):
+        assert len(m.excerpt) <= EXCERPT_MAX
+        assert "\n" not in m.excerpt
+        assert key not in m.excerpt and key[4:] not in m.excerpt
+
+
+def test_policy_phrases_add_rules_matched_as_whole_case_insensitive_phrases():
+    hs = HardStops({"access": ["registry auth", "SSO"], "production": ["customer ledger"]})
+    sso = hs.first("the SSO bridge is down again")
+    assert sso is not None and sso.rule == "policy.access.1"
+    assert hs.first("Fix REGISTRY   AUTH for the mirror").rule == "policy.access.0"
+    assert hs.first("rebuild the Customer Ledger").category == "production"
+    assert hs.scan("ssolo and ssoftware are words") == []  # whole phrase only
+
+
+def test_policy_cannot_remove_built_in_rules():
+    policy = parse_policy(
+        """
+version: 1
+models: {frontier_default: {provider: anthropic, name: claude-sonnet-4-6}}
+tasks: {propose_code_change: {local: false}}
+hard_stops: {access: []}
+"""
+    )
+    hs = HardStops.from_policy(policy)
+    assert hs.first(REGISTRY_403).category == "access"
+    assert set(BUILT_IN.rule_ids) <= set(hs.rule_ids)
+
+
+def test_unknown_policy_category_is_rejected():
+    with pytest.raises(ValueError):
+        HardStops({"billing": ["invoice"]})
+
+
+def test_empty_and_clean_inputs_have_no_hard_stop():
+    assert BUILT_IN.scan("") == []
+    clean = "\n".join(f"[INFO] Compiling {i} source files to /app/target/classes" for i in range(300))
+    assert BUILT_IN.first(clean) is None
