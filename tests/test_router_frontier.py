@@ -84,3 +84,46 @@ def test_shadow_mode_caller_gets_the_frontier_answer_while_the_candidate_is_reco
     r = router.route(Task(ROUTINE, "classify_issue"))
     router.close()
     assert r.answer == "build" and r.outcome == "answered_frontier" and r.route_candidate == "local"
+
+
+def test_streamed_frontier_answer_passes_through_and_is_recorded_when_it_ends(frontier, tmp_path):
+    import asyncio
+
+    frontier.enqueue(Reply("the registry refused the token"))
+    audit = AuditLog.sqlite(tmp_path / "a.db")
+    router = router_for(frontier, audit=audit)
+
+    async def go():
+        r = await router.aroute(Task(REGISTRY_403, "classify_issue"), stream=True)
+        assert r.outcome == "streaming" and r.stream is not None
+        audit.flush()
+        assert not (tmp_path / "a.db").exists() or read_recent(tmp_path / "a.db") == []  # not before it ends
+        parts = [d async for d in r.stream]
+        await router.aclose()
+        return parts
+
+    parts = asyncio.run(go())
+    audit.close()
+    assert "".join(parts) == "the registry refused the token" and len(parts) > 1
+    rec = read_recent(tmp_path / "a.db")[0]
+    assert rec["outcome"] == "answered_frontier" and rec["reason"] == "hard_stop_access"
+
+
+def test_caller_closing_a_stream_early_is_still_recorded_once(frontier, tmp_path):
+    import asyncio
+
+    frontier.enqueue(Reply("one two three four five six"))
+    audit = AuditLog.sqlite(tmp_path / "a.db")
+    router = router_for(frontier, audit=audit)
+
+    async def go():
+        r = await router.aroute(Task(REGISTRY_403, "classify_issue"), stream=True)
+        async for _ in r.stream:
+            break
+        await r.stream.aclose()
+        await router.aclose()
+
+    asyncio.run(go())
+    audit.close()
+    rows = read_recent(tmp_path / "a.db")
+    assert len(rows) == 1 and rows[0]["outcome"] == "client_closed"

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from smallfirst.audit import AuditLog, AuditRecord
 from smallfirst.backends import BackendError, frontier_configured, make_backend
@@ -35,6 +35,20 @@ NO_FRONTIER = "escalated; no frontier configured"
 # What the compressor hands a local model: enough for the failure and its context, small enough
 # for a 2k-token context window.
 LOCAL_INPUT_BUDGET = 4000
+
+
+@dataclass
+class FrontierStream:
+    """A frontier answer still arriving. Producers may fill the token counts as they learn them
+    (usage arrives in the last SSE events)."""
+
+    chunks: AsyncIterator[str]
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+FrontierCall = Callable[[Any, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
 
 
 class InputRejected(ValueError):
@@ -66,6 +80,8 @@ class RouteResult:
     error: str | None = None
     cost_usd: float = 0.0
     frontier_only_cost_usd: float = 0.0
+    # outcome "streaming": the frontier's text deltas; the decision is recorded when it ends.
+    stream: AsyncIterator[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +124,8 @@ class _Decision:
     local_ms: float = 0.0
     checks: list[Check] = field(default_factory=list)
     error: str | None = None
+    stream: bool = False
+    frontier_call: "FrontierCall | None" = None
 
 
 def new_decision_id() -> str:
@@ -139,10 +157,17 @@ class Router:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(self.aroute(task))
 
-    async def aroute(self, task: Task) -> RouteResult:
+    async def aroute(
+        self, task: Task, *, stream: bool = False, frontier_call: "FrontierCall | None" = None
+    ) -> RouteResult:
+        """Route one task. With `stream`, a frontier answer comes back as `result.stream` (text
+        deltas) and is recorded when it ends; a local answer is always whole, gate-checked first.
+        `frontier_call(packet, backend, model_spec, stream)` lets a caller (the HTTP service)
+        decide what the frontier receives, e.g. the agent's original request; it returns a
+        FrontierAnswer or a FrontierStream."""
         t0 = time.perf_counter()
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
-        d = _Decision(task=task, spec=spec, t0=t0)
+        d = _Decision(task=task, spec=spec, t0=t0, stream=stream, frontier_call=frontier_call)
         try:
             return await self._pipeline(d)
         except InputRejected as exc:
@@ -289,18 +314,54 @@ class Router:
         t = time.perf_counter()
         try:
             backend = self._backend(key)
-            system, messages = packet.messages()
-            answer: FrontierAnswer = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
+            if d.frontier_call is not None:
+                got = await d.frontier_call(packet, backend, fspec, d.stream)
+            elif d.stream:
+                system, messages = packet.messages()
+                got = FrontierStream(
+                    backend.stream_chat(messages, system=system, max_tokens=fspec.max_tokens), fspec.display_name
+                )
+            else:
+                system, messages = packet.messages()
+                got = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
         except BackendError as exc:
             d.error = f"frontier {fspec.display_name} failed: {exc}"
             return self._finish(
                 d, route="frontier", answer=None, outcome="frontier_error", packet=packet,
                 frontier_ms=(time.perf_counter() - t) * 1000,
             )
+        if isinstance(got, FrontierStream):
+            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=packet, record=False)
+            return replace(result, stream=self._recorded_stream(d, packet, got, t))
         return self._finish(
-            d, route="frontier", answer=answer.text, outcome="answered_frontier", packet=packet,
-            frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
+            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=packet,
+            frontier=got, frontier_ms=(time.perf_counter() - t) * 1000,
         )
+
+    async def _recorded_stream(
+        self, d: _Decision, packet: Any, fs: "FrontierStream", t: float
+    ) -> AsyncIterator[str]:
+        """Pass the frontier's deltas through as they arrive; record the decision once it ends,
+        however it ends (finished, failed, or the client went away)."""
+        parts: list[str] = []
+        outcome = "frontier_error"
+        try:
+            async for delta in fs.chunks:
+                parts.append(delta)
+                yield delta
+            outcome = "answered_frontier"
+        except BackendError as exc:
+            d.error = f"frontier {fs.model} failed mid-stream: {exc}"
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome, d.error = "client_closed", "the caller closed the stream before the answer ended"
+            raise
+        finally:
+            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out)
+            self._finish(
+                d, route="frontier", answer=answer.text if outcome == "answered_frontier" else None,
+                outcome=outcome, packet=packet, frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
+            )
 
     # ------------------------------------------------------------------ stage 8: record
 
@@ -315,6 +376,7 @@ class Router:
         packet: Any = None,
         frontier: FrontierAnswer | None = None,
         frontier_ms: float = 0.0,
+        record: bool = True,
     ) -> RouteResult:
         if reason is not ...:
             d.reason = reason  # type: ignore[assignment]
@@ -348,7 +410,7 @@ class Router:
             cost_usd=cost,
             frontier_only_cost_usd=counterfactual,
         )
-        if self.audit is not None:
+        if record and self.audit is not None:
             from smallfirst.redact import mask_secrets
 
             fspec = self.policy.frontier_spec(spec)
