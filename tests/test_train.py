@@ -1,0 +1,289 @@
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smallfirst.backends.embedding import MINILM_SHA256, EmbeddingBackend
+from smallfirst.policy import load_policy, parse_policy
+from smallfirst.train import HEAD_FORMAT, DataError, HeadError, load_head, load_label_map, read_examples, train_head
+
+LABEL_MAP = Path(__file__).parents[1] / "src" / "smallfirst" / "data" / "label_maps" / "bump.json"
+
+POLICY = """
+version: 1
+models:
+  clf: {{provider: embedding}}
+tasks:
+  triage:
+    model: clf
+    labels: [build, test, dependency, unknown]
+    escalate_labels: [unknown]
+    min_confidence: 0.6
+{head}
+"""
+
+
+def _policy(head: Path | None = None):
+    return parse_policy(POLICY.format(head=f"    head: {json.dumps(str(head))}" if head else ""))
+
+
+def _synthetic_rows(per_label: int = 12, seed: int = 0) -> list[dict]:
+    """Short Maven-style failure messages: clearly separable, varied in their details."""
+    rng = random.Random(seed)
+    classes = ["OrderService", "PaymentGateway", "UserRepository", "CacheLoader", "ReportWriter", "TokenParser"]
+    methods = ["parse", "load", "render", "commit", "resolve", "encode"]
+    artifacts = ["jackson-databind", "guava", "commons-io", "netty-handler", "slf4j-api", "okhttp"]
+    templates = {
+        "build": "[ERROR] COMPILATION ERROR\n[ERROR] /src/main/java/com/acme/{c}.java:[{n},{m}] cannot find symbol\n"
+        "[ERROR]   symbol:   method {f}(java.lang.String)\n[ERROR]   location: class com.acme.{c}",
+        "test": "[ERROR] Tests run: {n}, Failures: {m}, Errors: 0, Skipped: 0\n"
+        "[ERROR] {c}Test.test{F}:{n} expected:<{m}> but was:<{n}>\n[ERROR] There are test failures.",
+        "dependency": "[WARNING] Rule 0: org.apache.maven.plugins.enforcer.DependencyConvergence failed with message:\n"
+        "Dependency convergence error for com.example:{a}:{m}.{n} paths to dependency are:\n"
+        "[ERROR] Failed to execute goal maven-enforcer-plugin:enforce: Some Enforcer rules have failed.",
+    }
+    rows = []
+    for label, template in templates.items():
+        for i in range(per_label):
+            c, f, a = rng.choice(classes), rng.choice(methods), rng.choice(artifacts)
+            text = template.format(c=c, f=f, F=f.capitalize(), a=a, n=rng.randint(2, 99), m=rng.randint(1, 9))
+            rows.append({"id": f"{label}-{i}", "text": text, "label": label.upper()})
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+UPPER = {"BUILD": "build", "TEST": "test", "DEPENDENCY": "dependency"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("head")
+    data = _write_jsonl(tmp / "train.jsonl", _synthetic_rows())
+    out = tmp / "heads" / "triage.json"
+    report = train_head(
+        _policy().tasks["triage"], data, out, label_map=UPPER, folds=3, seed=0, command="pytest", exclude_ids={"build-0"}
+    )
+    return report, out
+
+
+@pytest.mark.slow
+def test_trained_head_round_trips_and_classifies_new_text(trained):
+    report, out = trained
+    head = load_head(out)
+    assert head.labels == ("build", "test", "dependency")  # `unknown` had no examples
+    assert head.embedding_sha256 == MINILM_SHA256
+    saved = json.loads(out.read_text())
+    assert saved["format"] == HEAD_FORMAT
+    assert saved["provenance"]["n"] == 35 and saved["provenance"]["excluded"] == 1  # build-0 held out
+    assert saved["provenance"]["command"] == "pytest"
+    assert saved["provenance"]["label_map"] == UPPER
+    assert saved["cv"]["accuracy"] == pytest.approx(report.accuracy, abs=1e-4)
+
+    policy = _policy(out)
+    backend = EmbeddingBackend(policy.models["clf"], policy)
+    task = policy.tasks["triage"]
+    result = backend.complete_sync(
+        "[ERROR] COMPILATION ERROR\n[ERROR] /src/main/java/com/acme/Invoice.java:[12,8] cannot find symbol", task
+    )
+    assert result.label == "build"
+    assert set(result.scores) == set(task.labels)
+    assert result.scores["unknown"] == 0.0  # a label the head never saw is never predicted
+    assert sum(result.scores.values()) == pytest.approx(1.0)
+    assert 0.0 <= result.confidence <= 1.0
+    assert result.confidence_raw == pytest.approx(result.scores["build"])
+    assert result.extra["mode"] == "trained" and "similarity" in result.extra
+    assert result.model_sha256 == MINILM_SHA256
+
+
+@pytest.mark.slow
+def test_train_report_numbers_add_up(trained):
+    report, _ = trained
+    assert report.n == 35
+    assert report.accuracy > 0.9  # the synthetic classes are far apart
+    assert sum(c.n for c in report.per_label.values()) == report.n
+    assert sum(c.accepted for c in report.per_label.values()) == report.accepted
+    assert report.false_accepts == len(report.false_accept_ids) <= report.accepted
+    assert report.accept_rate == pytest.approx(report.accepted / report.n)
+    assert "false accepts" in report.summary()
+
+
+@pytest.mark.slow
+def test_a_two_label_head_loads_and_classifies(tmp_path):
+    rows = [r for r in _synthetic_rows(per_label=8, seed=1) if r["label"] != "DEPENDENCY"]
+    data = _write_jsonl(tmp_path / "two.jsonl", rows)
+    out = tmp_path / "two.json"
+    train_head(_policy().tasks["triage"], data, out, label_map=UPPER, folds=3, command="pytest")
+    head = load_head(out)
+    assert head.labels == ("build", "test") and head.coef.shape == (2, 384)
+    policy = _policy(out)
+    result = EmbeddingBackend(policy.models["clf"], policy).complete_sync(
+        "[ERROR] Tests run: 5, Failures: 2\n[ERROR] CartTest.testTotal:12 expected:<3> but was:<4>", policy.tasks["triage"]
+    )
+    assert result.label == "test"
+    assert result.scores["dependency"] == result.scores["unknown"] == 0.0
+
+
+def test_two_label_weights_give_the_fitted_models_probabilities():
+    from sklearn.linear_model import LogisticRegression
+
+    from smallfirst.backends.embedding import Window
+    from smallfirst.calibration import Calibrator
+    from smallfirst.train import Head, _softmax_weights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 384))
+    y = (x[:, 0] + 0.3 * rng.normal(size=60) > 0).astype(int)
+    model = LogisticRegression(C=10).fit(x, y)
+    coef, intercept = _softmax_weights(model)
+    head = Head("t", ("a", "b"), coef, intercept, Calibrator(), np.zeros((2, 384)), 0.0, Window("last"), MINILM_SHA256)
+    assert np.allclose(head.probabilities(x), model.predict_proba(x), atol=1e-9)
+
+
+def _edited_head(trained, tmp_path: Path, **changes) -> Path:
+    _, out = trained
+    doc = json.loads(out.read_text())
+    doc.update(changes)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    return bad
+
+
+@pytest.mark.slow
+def test_head_trained_on_another_embedding_model_is_refused(trained, tmp_path):
+    bad = _edited_head(trained, tmp_path, embedding_sha256="0" * 64)
+    with pytest.raises(HeadError, match="retrain the head") as err:
+        load_head(bad)
+    assert str(bad) in str(err.value) and "0" * 64 in str(err.value) and MINILM_SHA256 in str(err.value)
+
+
+@pytest.mark.slow
+def test_head_of_an_unknown_format_is_refused(trained, tmp_path):
+    bad = _edited_head(trained, tmp_path, format="smallfirst-head/99")
+    with pytest.raises(HeadError, match=r"format is 'smallfirst-head/99', expected 'smallfirst-head/1'"):
+        load_head(bad)
+
+
+@pytest.mark.slow
+def test_head_with_misshapen_weights_is_refused(trained, tmp_path):
+    bad = _edited_head(trained, tmp_path, coef=[[0.0] * 384] * 2)
+    with pytest.raises(HeadError, match="coef has shape"):
+        load_head(bad)
+
+
+def test_malformed_training_line_names_file_and_line(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "a", "text": "x", "label": "build"}\n{"id": "b", "text": \n', encoding="utf-8")
+    with pytest.raises(DataError, match=rf"{data}:2: malformed JSON"):
+        read_examples(data, ["build", "test"])
+
+
+def test_label_outside_the_task_names_file_line_and_mapping(tmp_path):
+    data = _write_jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "x", "label": "TEST"}, {"id": "b", "text": "y", "label": "FLAKY"}])
+    with pytest.raises(DataError, match=rf"{data}:2: label 'FLAKY' \(mapped to 'flaky'\) is not one of"):
+        read_examples(data, ["build", "test"], {"TEST": "test", "FLAKY": "flaky"})
+
+
+def test_duplicate_example_ids_are_refused(tmp_path):
+    data = _write_jsonl(tmp_path / "d.jsonl", [{"id": "a", "text": "x", "label": "test"}] * 2)
+    with pytest.raises(DataError, match="duplicate id 'a'"):
+        read_examples(data, ["test"])
+
+
+def test_bump_label_map_covers_every_bump_category():
+    mapping = load_label_map(LABEL_MAP)
+    assert "_comment" not in mapping
+    assert mapping == {
+        "COMPILATION_FAILURE": "build",
+        "WERROR_FAILURE": "build",
+        "TEST_FAILURE": "test",
+        "ENFORCER_FAILURE": "dependency",
+        "DEPENDENCY_LOCK_FAILURE": "dependency",
+        "DEPENDENCY_RESOLUTION_FAILURE": "dependency",
+    }
+
+
+@pytest.mark.slow
+def test_bundled_head_flags_text_unlike_ci_logs_as_novel():
+    policy = load_policy()
+    task = policy.tasks["classify_issue"]
+    backend = EmbeddingBackend(policy.models[task.model], policy)
+    poem = "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May"
+    noise = "".join(chr(c) for c in np.random.default_rng(0).integers(0x3040, 0x9FFF, 300))
+    for text in (poem, noise):
+        out = backend.complete_sync(text, task)
+        assert out.novel, (text[:40], out.extra)
+        assert out.extra["similarity"] < out.extra["novelty_threshold"]
+
+
+# A whole Maven failure tail as CI prints it (invented project), like the logs the head learnt from.
+MAVEN_COMPILE_FAILURE = """\
+[INFO] Scanning for projects...
+[INFO] ------------------------------------------------------------------------
+[INFO] Reactor Build Order:
+[INFO]
+[INFO] shop-parent                                                        [pom]
+[INFO] shop-money                                                         [jar]
+[INFO] shop-core                                                          [jar]
+[INFO]
+[INFO] --- maven-compiler-plugin:3.8.1:compile (default-compile) @ shop-core ---
+[INFO] Changes detected - recompiling the module!
+[INFO] Compiling 42 source files to /shop/shop-core/target/classes
+[INFO] -------------------------------------------------------------
+[ERROR] COMPILATION ERROR :
+[INFO] -------------------------------------------------------------
+[ERROR] /shop/shop-core/src/main/java/com/acme/shop/Cart.java:[41,23] cannot find symbol
+  symbol:   method getAmount()
+  location: variable price of type com.acme.money.Price
+[ERROR] /shop/shop-core/src/main/java/com/acme/shop/Invoice.java:[17,8] cannot find symbol
+  symbol:   class MonetaryAmount
+  location: package com.acme.money
+[INFO] 2 errors
+[INFO] -------------------------------------------------------------
+[INFO] ------------------------------------------------------------------------
+[INFO] Reactor Summary for shop-parent 1.4.0-SNAPSHOT:
+[INFO]
+[INFO] shop-parent ........................................ SUCCESS [  0.412 s]
+[INFO] shop-money ......................................... SUCCESS [  2.108 s]
+[INFO] shop-core .......................................... FAILURE [  1.377 s]
+[INFO] ------------------------------------------------------------------------
+[INFO] BUILD FAILURE
+[INFO] ------------------------------------------------------------------------
+[INFO] Total time:  4.310 s
+[INFO] Finished at: 2024-03-01T12:00:01Z
+[INFO] ------------------------------------------------------------------------
+[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.8.1:compile (default-compile) on project shop-core: Compilation failure: Compilation failure:
+[ERROR] /shop/shop-core/src/main/java/com/acme/shop/Cart.java:[41,23] cannot find symbol
+[ERROR]   symbol:   method getAmount()
+[ERROR]   location: variable price of type com.acme.money.Price
+[ERROR] /shop/shop-core/src/main/java/com/acme/shop/Invoice.java:[17,8] cannot find symbol
+[ERROR]   symbol:   class MonetaryAmount
+[ERROR]   location: package com.acme.money
+[ERROR] -> [Help 1]
+[ERROR]
+[ERROR] To see the full stack trace of the errors, re-run Maven with the -e switch.
+[ERROR] Re-run Maven using the -X switch to enable full debug logging.
+[ERROR]
+[ERROR] For more information about the errors and possible solutions, please read the following articles:
+[ERROR] [Help 1] http://cwiki.apache.org/confluence/display/MAVEN/MojoFailureException
+[ERROR]
+[ERROR] After correcting the problems, you can resume the build with the command
+[ERROR]   mvn <args> -rf :shop-core
+"""
+
+
+@pytest.mark.slow
+def test_bundled_head_keeps_a_maven_compile_failure_local():
+    policy = load_policy()
+    task = policy.tasks["classify_issue"]
+    backend = EmbeddingBackend(policy.models[task.model], policy)
+    out = backend.complete_sync(MAVEN_COMPILE_FAILURE, task)
+    assert not out.novel, out.extra
+    assert out.label == "build"
+    assert out.confidence >= task.min_confidence
+    assert set(out.scores) == set(task.labels) and out.scores["security"] == 0.0
