@@ -143,7 +143,7 @@ def ungrounded(answer: str, input_text: str) -> list[str]:
 
 
 def _novelty_detail(out: LocalOutput) -> str:
-    sim = out.extra.get("novelty_similarity") if out.extra else None
+    sim = out.extra.get("similarity") if out.extra else None
     thr = out.extra.get("novelty_threshold") if out.extra else None
     if sim is not None and thr is not None:
         return f"input unlike the head's training data: similarity {sim:.3f} < {thr:.3f}"

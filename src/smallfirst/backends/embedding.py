@@ -426,6 +426,14 @@ class EmbeddingBackend:
         self._label_vectors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self._heads: dict[Path, "Head"] = {}
 
+    def load(self) -> None:
+        """Load (and hash-check) the weights and every trained head the policy names, ahead of
+        the first request."""
+        self.encoder.load()
+        for spec in self.policy.tasks.values():
+            if spec.head and spec.model and self.policy.models.get(spec.model) is self.spec:
+                self._head(spec)
+
     async def complete(self, text: str, spec: "TaskSpec") -> LocalOutput:
         return await asyncio.to_thread(self.complete_sync, text, spec)
 
