@@ -85,11 +85,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--folds", type=int, default=5)
     sp.set_defaults(func=cmd_train)
 
+    sp = sub.add_parser("serve", help="serve the OpenAI- and Anthropic-compatible HTTP API")
+    common(sp)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8787)
+    sp.set_defaults(func=cmd_serve)
+
     sp = sub.add_parser("policy", help="validate a policy file")
     psub = sp.add_subparsers(metavar="ACTION")
     cp = psub.add_parser("check", help="validate; prints file:line: field: problem on error")
     cp.add_argument("file", nargs="?")
     cp.set_defaults(func=cmd_policy_check)
+
+    from smallfirst.evals_cli import register
+
+    register(sub, common)
     return p
 
 
@@ -277,6 +287,13 @@ def _policy_for_training() -> Policy:
 
             return parse_policy(re.sub(r"(?m)^\s*head:.*\n", "", text), source=str(DEFAULT_POLICY_PATH))
         raise
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from smallfirst.server import serve
+
+    serve(args.policy, args.audit, args.host, args.port)
+    return 0
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:

@@ -83,10 +83,14 @@ class TaskSpec(_Strict):
     max_output_chars: int = Field(4000, gt=0)
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     head: str | None = None  # trained classifier head (JSON artifact), relative to the policy file
+    # `smallfirst calibrate` output, relative to the policy file: its calibrator maps the local
+    # model's raw score to confidence and its threshold replaces min_confidence.
+    calibration: str | None = None
     grounding: bool | None = None  # default: on for tasks without labels or schema (summaries)
     instructions: str | None = None
     timeout_s: float | None = Field(None, gt=0)  # local call timeout; default: the model's
     compress_input: bool | None = None  # default: on for log-like tasks (name contains "log")
+    tool_use: Literal["frontier", "local"] | None = None  # a request carrying tools; default: the policy's
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -145,9 +149,19 @@ class Rollout(_Strict):
     # Groups allowed on the local path; '*' means everyone. Others go to the frontier with
     # manual_override, which is how a staged rollout widens group by group.
     local_groups: list[str] = Field(default_factory=lambda: ["*"])
+    # Per-task and per-group modes, e.g. one task in shadow while its local model is being proven.
+    task_modes: dict[str, Literal["live", "shadow"]] = Field(default_factory=dict)
+    group_modes: dict[str, Literal["live", "shadow"]] = Field(default_factory=dict)
 
     def group_enabled(self, group: str) -> bool:
         return "*" in self.local_groups or group in self.local_groups
+
+    def mode_for(self, task_type: str | None, group: str) -> Literal["live", "shadow"]:
+        """The most specific setting wins: the task's, then the group's, then `mode`. A task's
+        mode says whether its local model is trusted at all, so it outranks who is asking."""
+        if task_type is not None and task_type in self.task_modes:
+            return self.task_modes[task_type]
+        return self.group_modes.get(group, self.mode)
 
 
 class GateConfig(_Strict):
@@ -162,6 +176,11 @@ class Policy(_Strict):
     hard_stops: dict[str, list[str]] = Field(default_factory=dict)
     rollout: Rollout = Field(default_factory=Rollout)
     gate: GateConfig = Field(default_factory=GateConfig)
+    # A request that carries tool definitions: "frontier" sends it there (policy_requires_frontier),
+    # because no bundled model can call tools; "local" routes it as its task says.
+    tool_use: Literal["frontier", "local"] = "frontier"
+    # sha256 (hex) of a caller's API key -> user group. Hashes, so the policy file holds no keys.
+    api_key_groups: dict[str, str] = Field(default_factory=dict)
 
     # Not part of the file: where it came from, for relative paths and the audit's policy_version.
     source: str = Field("<memory>", exclude=True)
@@ -174,6 +193,26 @@ class Policy(_Strict):
         if bad:
             raise ValueError(f"unknown hard-stop categories {bad}; use {list(HARD_STOP_CATEGORIES)}")
         return v
+
+    @field_validator("api_key_groups")
+    @classmethod
+    def _key_hashes(cls, v: dict[str, str]) -> dict[str, str]:
+        for digest, group in v.items():
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(
+                    f"{digest[:16]!r}... is not a sha256 hex digest (64 lowercase hex characters); "
+                    "store the hash of a key, not the key: printf %s \"$KEY\" | sha256sum"
+                )
+            if not group.strip():
+                raise ValueError(f"key hash {digest[:12]}... maps to an empty group")
+        return v
+
+    def group_for_api_key(self, key: str) -> str | None:
+        if not self.api_key_groups or not key:
+            return None
+        import hashlib
+
+        return self.api_key_groups.get(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +290,18 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
             if not head.is_file():
                 line, loc = _line_of(root, ("tasks", key, "head"), "")
                 raise PolicyError(source, line, ".".join(loc), f"trained head {str(head)!r} does not exist")
+        if task.calibration:
+            from smallfirst.calibration import load_calibration
+
+            try:
+                load_calibration(policy.resolve_path(task.calibration))
+            except ValueError as exc:
+                line, loc = _line_of(root, ("tasks", key, "calibration"), "")
+                raise PolicyError(source, line, ".".join(loc), str(exc)) from None
+    for key in policy.rollout.task_modes:
+        if key not in policy.tasks:
+            line, loc = _line_of(root, ("rollout", "task_modes", key), "")
+            raise PolicyError(source, line, ".".join(loc), f"{key!r} is not a task under tasks")
     return policy
 
 

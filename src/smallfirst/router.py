@@ -16,6 +16,7 @@ would without smallfirst, and the router records what it would have done (route_
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import os
@@ -115,6 +116,7 @@ class _Decision:
     task: Task
     spec: TaskSpec | None
     t0: float
+    mode: str = "live"  # live | shadow, for this task and user group
     decision_id: str = field(default_factory=lambda: new_decision_id())
     text: str = ""
     reason: FallbackReason | None = None
@@ -146,6 +148,7 @@ class Router:
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
+        self._injected = frozenset(self._backends)
         self._backend_errors: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -167,13 +170,24 @@ class Router:
         FrontierAnswer or a FrontierStream."""
         t0 = time.perf_counter()
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
-        d = _Decision(task=task, spec=spec, t0=t0, stream=stream, frontier_call=frontier_call)
+        mode = self.policy.rollout.mode_for(task.task_type, task.user_group)
+        d = _Decision(task=task, spec=spec, t0=t0, mode=mode, stream=stream, frontier_call=frontier_call)
         try:
             return await self._pipeline(d)
         except InputRejected as exc:
             d.error = str(exc)
             exc.result = self._finish(d, route="rejected", answer=None, outcome="rejected")
             raise
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap the policy at run time (admin reload, kill switch); the next request uses it.
+        Hard stops are compiled from the policy, so they are rebuilt; backends whose model entry
+        changed are dropped and re-created on next use (injected ones are kept)."""
+        hardstops = HardStops.from_policy(policy)
+        for key in list(self._backends):
+            if key not in self._injected and policy.models.get(key) != self.policy.models.get(key):
+                del self._backends[key]
+        self.policy, self.hardstops = policy, hardstops
 
     def warm(self, task_types: list[str] | None = None) -> dict[str, str | None]:
         """Load the local models of these tasks now (all local tasks by default), so the first
@@ -211,7 +225,7 @@ class Router:
 
     async def _pipeline(self, d: _Decision) -> RouteResult:
         task, spec, policy = d.task, d.spec, self.policy
-        shadow = policy.rollout.mode == "shadow"
+        shadow = d.mode == "shadow"
 
         # 3 (first half): decode, so every later stage and the audit preview work on text.
         d.text = decode_input(task.input)
@@ -228,6 +242,9 @@ class Router:
         if spec is None:
             d.checks.append(Check("task", False, f"unknown task type {task.task_type!r}"))
             return await self._escalate(d, FallbackReason.UNKNOWN_TASK)
+        if task.metadata.get("tools") and (spec.tool_use or policy.tool_use) == "frontier":
+            d.checks.append(Check("tool_use", False, "the request carries tools; policy sends tool use to the frontier"))
+            return await self._escalate(d, FallbackReason.POLICY_REQUIRES_FRONTIER)
         if not spec.local:
             d.hard_stop = self.hardstops.first(d.text)  # recorded so security can see it, not a reason
             return await self._escalate(d, FallbackReason.POLICY_REQUIRES_FRONTIER)
@@ -284,6 +301,18 @@ class Router:
             d.checks.append(Check("local_call", False, d.error or ""))
             return FallbackReason.LOCAL_ERROR
         d.checks.append(Check("local_call", True))
+        if spec.calibration:
+            # A calibrate run's calibrator and threshold stand in for the backend's own.
+            path = self.policy.resolve_path(spec.calibration)
+            try:
+                cal = _calibration(path, path.stat().st_mtime_ns)
+            except (OSError, ValueError) as exc:  # changed on disk since the policy loaded
+                d.error = f"calibration {path}: {exc}"
+                d.checks.append(Check("calibration", False, d.error))
+                return FallbackReason.LOCAL_ERROR
+            if d.local.confidence_raw is not None:
+                d.local = replace(d.local, confidence=cal.calibrator(d.local.confidence_raw))
+            spec = spec.model_copy(update={"min_confidence": cal.threshold})
         gate = check_gate(spec, d.local, d.text, refusal_markers=self.policy.gate.refusal_markers)
         d.checks.extend(gate.checks)
         return gate.reason
@@ -391,7 +420,7 @@ class Router:
         result = RouteResult(
             decision_id=d.decision_id,
             task_type=d.task.task_type,
-            mode=self.policy.rollout.mode,
+            mode=d.mode,
             route=route,
             reason=d.reason,
             answer=answer,
@@ -420,7 +449,7 @@ class Router:
                     ts=time.time(),
                     task_id=d.task.task_id,
                     task_type=d.task.task_type,
-                    mode=self.policy.rollout.mode,
+                    mode=d.mode,
                     route=route,
                     route_candidate=d.route_candidate,
                     reason=d.reason.value if d.reason else None,
@@ -433,7 +462,7 @@ class Router:
                     frontier_model=(frontier.model if frontier else (fspec[1].display_name if fspec and route == "frontier" else None)),
                     confidence_raw=local.confidence_raw if local else None,
                     confidence_calibrated=local.confidence if local else None,
-                    checks=[{"name": c.name, "ok": c.ok, "detail": mask_secrets(c.detail)} for c in d.checks],
+                    checks=[{"name": c.name, "ok": c.ok, "detail": mask_secrets(c.detail) if c.detail else ""} for c in d.checks],
                     latency_ms={"total": round(total_ms, 3), "local": round(d.local_ms, 3), "frontier": round(frontier_ms, 3)},
                     tokens={
                         "local_in": local.tokens_in if local else 0,
@@ -491,6 +520,14 @@ class Router:
         tokens_in = math.ceil(len(text) / 4) + 60  # + the task framing
         tokens_out = max(8, math.ceil(len(local_answer or "") / 4)) if local_answer else 64
         return self._frontier_cost(FrontierAnswer(text="", model=fs[1].display_name, tokens_in=tokens_in, tokens_out=tokens_out))
+
+
+@functools.lru_cache(maxsize=32)
+def _calibration(path: "os.PathLike[str]", mtime_ns: int) -> Any:
+    from smallfirst.calibration import load_calibration
+
+    # Keyed by mtime so a re-run of `smallfirst calibrate` plus a policy reload takes effect.
+    return load_calibration(path)  # validated when the policy loaded
 
 
 def _input_sha(d: _Decision) -> str:
