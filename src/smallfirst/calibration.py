@@ -194,3 +194,138 @@ def expected_calibration_error(probs: np.ndarray, correct: np.ndarray, bins: int
         if in_bin.any():
             total += in_bin.sum() * abs(c[in_bin].mean() - p[in_bin].mean())
     return float(total / p.size)
+
+
+def reliability_bins(probs: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """The points of a reliability diagram: per equal-width confidence bin, its size, mean
+    confidence and accuracy (the bins expected_calibration_error averages over)."""
+    p = np.asarray(probs, dtype=np.float64)
+    c = np.asarray(correct, dtype=np.float64)
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        in_bin = idx == b
+        n = int(in_bin.sum())
+        out.append({
+            "lo": b / bins,
+            "hi": (b + 1) / bins,
+            "n": n,
+            "confidence": round(float(p[in_bin].mean()), 4) if n else 0.0,
+            "accuracy": round(float(c[in_bin].mean()), 4) if n else 0.0,
+        })
+    return out
+
+
+# ---------------------------------------------------------------- threshold with a guarantee
+
+CALIBRATION_FORMAT = "smallfirst-calibration/1"
+
+
+def clopper_pearson_upper(errors: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided exact upper confidence bound on a binomial rate (needs scipy: offline only)."""
+    from scipy.stats import beta
+
+    if n == 0 or errors >= n:
+        return 1.0
+    return float(beta.ppf(confidence, errors + 1, n - errors))
+
+
+@dataclass(frozen=True)
+class ThresholdStep:
+    threshold: float
+    accepted: int
+    false_accepts: int
+    upper_bound: float
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The lowest threshold the fixed-sequence test reached, or None when none passed."""
+
+    threshold: float | None
+    accepted: int
+    false_accepts: int
+    upper_bound: float | None
+    n: int
+    steps: tuple[ThresholdStep, ...]
+
+
+def choose_threshold(
+    confidence: np.ndarray,
+    false_accept_if_accepted: np.ndarray,
+    eligible: np.ndarray,
+    *,
+    max_false_accept: float,
+    confidence_level: float = 0.95,
+) -> ThresholdChoice:
+    """The threshold that keeps the most traffic local while the Clopper-Pearson upper bound on
+    the false-accept rate among accepted cases stays at or under `max_false_accept`.
+
+    Learn-then-Test by fixed-sequence testing: candidate thresholds (the distinct confidences)
+    are tested from high to low, each at the full level, and the search stops at the first that
+    fails; because the order is fixed before any test, no multiplicity correction is needed and
+    the chosen threshold holds the bound with probability >= confidence_level. The sequence
+    starts at the highest threshold accepting enough cases that zero errors could pass (fewer
+    can never pass); that start depends on the scores only, never on correctness.
+
+    `eligible`: cases the gate would accept on confidence alone (no escalating label, not novel).
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    bad = np.asarray(false_accept_if_accepted, dtype=bool)
+    ok = np.asarray(eligible, dtype=bool)
+    n_min = 1
+    while clopper_pearson_upper(0, n_min, confidence_level) > max_false_accept and n_min < 10**7:
+        n_min = max(n_min + 1, int(n_min * 1.05))
+    # Exact smallest n: the loop above overshoots by at most 5%; walk back.
+    while n_min > 1 and clopper_pearson_upper(0, n_min - 1, confidence_level) <= max_false_accept:
+        n_min -= 1
+    steps: list[ThresholdStep] = []
+    best: ThresholdStep | None = None
+    for t in sorted(set(conf[ok].tolist()), reverse=True):
+        acc = ok & (conf >= t)
+        n_acc = int(acc.sum())
+        if n_acc < n_min:
+            continue
+        k = int((acc & bad).sum())
+        step = ThresholdStep(float(t), n_acc, k, clopper_pearson_upper(k, n_acc, confidence_level))
+        steps.append(step)
+        if step.upper_bound > max_false_accept:
+            break
+        best = step
+    if best is None:
+        return ThresholdChoice(None, 0, 0, steps[0].upper_bound if steps else None, len(conf), tuple(steps))
+    return ThresholdChoice(best.threshold, best.accepted, best.false_accepts, best.upper_bound, len(conf), tuple(steps))
+
+
+@dataclass(frozen=True)
+class TaskCalibration:
+    """What `smallfirst calibrate` wrote and a policy's `calibration:` points at: a calibrator
+    for the local model's raw score and the threshold that replaces min_confidence."""
+
+    calibrator: Calibrator
+    threshold: float
+    local: bool
+    task: str = ""
+
+
+def load_calibration(path: "str | Any") -> TaskCalibration:
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: cannot read calibration: {exc}") from None
+    if not isinstance(d, dict) or d.get("format") != CALIBRATION_FORMAT:
+        raise ValueError(f"{p}: not a {CALIBRATION_FORMAT} file")
+    if not d.get("local"):
+        raise ValueError(f"{p}: no threshold met the false-accept bound; keep the task on the frontier (local: false)")
+    try:
+        threshold = float(d["threshold"])
+        cal = Calibrator.from_dict(d["calibrator"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{p}: invalid calibration: {exc}") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"{p}: threshold {threshold} is not a probability")
+    return TaskCalibration(cal, threshold, True, str(d.get("task", "")))
