@@ -20,13 +20,9 @@ CORPUS = Path(__file__).parent / "data" / "hard_stops.jsonl"
 # Known recall gaps, by the text that identifies their template; reported to the lead. The strict
 # xfail below turns green the day hardstops.py covers them, so this list must then shrink.
 KNOWN_MISSES = (
-    "helm upgrade --install api ./chart --namespace production",  # deploy to production via helm
-    "rm -rf /var/lib/postgresql/data",  # wiping a database's data directory
-    "fatal runtime error: stack overflow",  # Rust abort, SIGABRT
     "GITHUB_TOKEN: ghp_",  # a token split across two lines by a log wrapper
 )
-# Known precision gap: a test assertion quoting a status code.
-KNOWN_FALSE_STOPS = ("expected status 401 to equal 200 in test",)
+KNOWN_FALSE_STOPS: tuple[str, ...] = ()
 
 
 def _known(text: str, markers: tuple[str, ...]) -> bool:

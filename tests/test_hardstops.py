@@ -221,3 +221,26 @@ def test_empty_and_clean_inputs_have_no_hard_stop():
     assert BUILT_IN.scan("") == []
     clean = "\n".join(f"[INFO] Compiling {i} source files to /app/target/classes" for i in range(300))
     assert BUILT_IN.first(clean) is None
+
+
+def test_helm_release_into_a_production_namespace_is_a_production_stop():
+    m = HardStops().first("+ helm upgrade --install api ./chart --namespace production --wait")
+    assert m is not None and m.rule == "production.helm_to_production"
+
+
+def test_wiping_a_database_data_directory_is_a_production_stop():
+    m = HardStops().first("ssh db-2 'rm -rf /var/lib/postgresql/data'")
+    assert m is not None and m.category == "production"
+
+
+def test_runtime_aborts_are_novel():
+    for text in ("thread 'main' has overflowed its stack\nfatal runtime error: stack overflow",
+                 "Process terminated by signal SIGABRT"):
+        m = HardStops().first(text)
+        assert m is not None and m.category == "novel", text
+
+
+def test_a_test_assertion_about_a_401_is_not_an_access_stop():
+    text = "AssertionError: expected status 401 to equal 200 in test 'rejects anonymous users'"
+    assert HardStops().first(text) is None
+    assert HardStops().first("expected 200 but the registry returned 403 Forbidden").category == "access"

@@ -163,6 +163,13 @@ def _not_orm_logging(norm: str, m: re.Match[str]) -> bool:
     return not re.search(r"hibernate|\bjooq\b|liquibase|flyway|sqlalchemy|\bddl\b|h2database|testcontainers", norm[start : m.start()])
 
 
+def _not_a_test_expectation(norm: str, m: re.Match[str]) -> bool:
+    # "expected status 401 to equal 200" is a test assertion about an API's auth behaviour,
+    # a routine test failure; "expected 200 but got 403" still matches at "got 403".
+    start, _ = _line_of(norm, m)
+    return not re.search(r"\bexpect(?:ed|s|ing)?\s*$", norm[max(start, m.start() - 24) : m.start()])
+
+
 def _p(rx: str) -> re.Pattern[str]:
     return re.compile(rx)
 
@@ -205,12 +212,14 @@ _RULES: tuple[_Rule, ...] = (
         "access",
         _p(_HTTP_CONTEXT + r"\s*(?:is)?\s*[:=]?\s*401\b|\b401\s*[(:\-]?\s*(?:unauthori[sz]ed|authentication)\b|\be401\b"),
         ("401", "e401"),
+        _not_a_test_expectation,
     ),
     _Rule(
         "access.http_403",
         "access",
         _p(_HTTP_CONTEXT + r"\s*(?:is)?\s*[:=]?\s*403\b|\b403\s*[(:\-]?\s*forbidden\b|\be403\b"),
         ("403", "e403"),
+        _not_a_test_expectation,
     ),
     _Rule("access.unauthorized", "access", _p(r"\bunauthori[sz]ed\b|\bunauthenticated\b"), ("unauthorized", "unauthorised", "unauthenticated")),
     _Rule(
@@ -328,10 +337,23 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("production.kubectl_delete", "production", _p(r"\bkubectl\s+(?:\S+\s+){0,6}?delete\b"), ("kubectl",)),
     _Rule("production.helm_uninstall", "production", _p(r"\bhelm\s+(?:uninstall|delete|del)\b"), ("helm",)),
     _Rule(
+        "production.helm_to_production",
+        "production",
+        _p(r"\bhelm\s+(?:upgrade|install|rollback)\b[^\n]*?(?:--namespace[=\s]+|\s-n\s+|--kube-context[=\s]+)[\w-]*prod"),
+        ("helm",),
+    ),
+    _Rule(
         "production.rm_rf_root",
         "production",
         _p(r"\brm\s+(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r\s+-f|-f\s+-r|--recursive\s+--force|--force\s+--recursive)"
            r"\s+(?:--no-preserve-root\s+)?(?:/\*?|~/?|\$home/?)(?=\s|$|;|&|\|)"),
+        ("rm",),
+    ),
+    _Rule(
+        "production.rm_rf_datastore",
+        "production",
+        # Wiping a database's data directory is irreversible wherever it runs.
+        _p(r"\brm\s+-[a-z]*(?:rf|fr)[a-z]*\s+\S*/var/lib/(?:postgresql|mysql|mongodb|redis|elasticsearch|cassandra|etcd)\b"),
         ("rm",),
     ),
     _Rule("production.force_push_main", "production", _p(r"\bgit\s+push\b"), ("push",), _force_push_to_main),
@@ -377,6 +399,12 @@ _RULES: tuple[_Rule, ...] = (
         _p(r"\bdouble\s+free\s+or\s+corruption\b|\bfree\(\):\s+invalid\s+pointer\b|\bmalloc\(\):\s+\w*\s*corrupted\b"
            r"|\bheap\s+corruption\b|\bheap-buffer-overflow\b"),
         ("double", "free", "malloc", "corruption", "heap-buffer-overflow"),
+    ),
+    _Rule(
+        "novel.runtime_abort",
+        "novel",
+        _p(r"\bfatal\s+runtime\s+error\b|\bsigabrt\b|\bhas\s+overflowed\s+its\s+stack\b"),
+        ("runtime", "sigabrt", "overflowed"),
     ),
     _Rule("novel.fatal_python_error", "novel", _p(r"\bfatal\s+python\s+error\b"), ("python",)),
     _Rule(
