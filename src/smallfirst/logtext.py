@@ -32,8 +32,15 @@ class CompressedLog:
     original_chars: int
     original_lines: int
     kept_lines: int  # lines of the original represented in `text` (a collapsed run counts fully)
-    paths: tuple[str, ...]
-    error_codes: tuple[str, ...]
+
+    # Extracted on demand: the router only needs `text`, and extraction is ~20% of the cost.
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(extract_paths(self.text))
+
+    @property
+    def error_codes(self) -> tuple[str, ...]:
+        return tuple(extract_error_codes(self.text))
 
     @property
     def ratio(self) -> float:
@@ -218,8 +225,6 @@ def compress_log(text: str, budget_chars: int = 4000) -> CompressedLog:
         original_chars=len(text),
         original_lines=len(text.splitlines()),
         kept_lines=sum(units[i].count for i in chosen),
-        paths=tuple(extract_paths(out)),
-        error_codes=tuple(extract_error_codes(out)),
     )
 
 
