@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8787)
     sp.set_defaults(func=cmd_serve)
 
+    sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit file")
+    sp.add_argument("--audit", required=True, help="audit SQLite file")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8788)
+    sp.set_defaults(func=cmd_dashboard)
+
     sp = sub.add_parser("policy", help="validate a policy file")
     psub = sp.add_subparsers(metavar="ACTION")
     cp = psub.add_parser("check", help="validate; prints file:line: field: problem on error")
@@ -297,6 +303,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from smallfirst.server import serve
 
     serve(args.policy, args.audit, args.host, args.port)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from smallfirst.server.app import run
+    from smallfirst.server.dashboard_routes import create_dashboard_app
+
+    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}", flush=True)
+    run(create_dashboard_app(args.audit), args.host, args.port)
     return 0
 
 

@@ -36,6 +36,7 @@ from smallfirst.policy import Policy
 from smallfirst.router import InputRejected, RouteResult, Router
 from smallfirst.server import admin, anthropic_wire, openai_wire, openapi
 from smallfirst.server.auto import TaskClassifier
+from smallfirst.server.dashboard_routes import register_dashboard
 from smallfirst.server.frontier import Exchange
 from smallfirst.server.wire import Answer, ChatRequest, Finish, TextDelta, WireError
 from smallfirst.tasks import Task
@@ -374,6 +375,7 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     app.router.add_get("/metrics", service.metrics_page)
     app.router.add_get("/openapi.json", service.openapi_document)
     admin.add_routes(app, service)
+    register_dashboard(app, service)
 
     async def on_startup(app: web.Application) -> None:
         if service.warm_on_start:

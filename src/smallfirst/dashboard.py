@@ -1,0 +1,272 @@
+"""The operator dashboard's numbers, aggregated in SQL over the audit store.
+
+Six metrics per task type over a window (last hour / day / week / all), in the words used
+everywhere else (route_candidate, reason, review_label, outcome):
+
+    local acceptance rate   decisions whose route_candidate is local, among those not rejected
+                            (the same ratio as smallfirst_local_acceptance_ratio in /metrics)
+    escalation rate         decisions whose route_candidate is frontier (a FallbackReason), same base
+    failure reasons         decisions per FallbackReason
+    local defect rate       review_label 'escalate' among reviewed locally answered decisions
+    frontier latency        p50 / p95 of latency_ms.frontier over frontier-answered decisions
+    cost per success        spend divided by decisions that got an answer, beside what the same
+                            decisions would have cost sent to the frontier (frontier_only_cost_usd)
+
+Everything is computed by SQLite (GROUP BY, window functions for percentiles); Python only
+shapes the few result rows, so a page over 100,000 decisions costs a handful of queries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smallfirst.audit import decode_row
+
+WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}
+ALL = "*"  # the task_type key of the totals, as in /metrics
+REVIEW_LABELS = ("accept", "escalate")
+SUCCESS_OUTCOMES = ("answered_local", "answered_frontier")
+# Time-series buckets per window; 'all' picks the smallest of these that gives at most MAX_BUCKETS.
+_BUCKET_S = {"hour": 300, "day": 3600, "week": 86400}
+_ALL_BUCKETS = (3600, 86400, 7 * 86400, 30 * 86400)
+MAX_BUCKETS = 60
+# A task type absent from the record is grouped under the name /metrics gives it.
+_TASK = "COALESCE(task_type, 'unknown')"
+EXPLORER_COLUMNS = ("decision_id", "ts", "task_type", "mode", "route", "route_candidate", "reason", "label",
+                    "hard_stop", "local_model", "frontier_model", "confidence_calibrated", "checks", "latency_ms",
+                    "cost_usd", "frontier_only_cost_usd", "preview", "user_group", "outcome", "review_label")
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    task_type: str
+    decisions: int  # not rejected: the base of both rates
+    rejected: int
+    accepted_local: int
+    escalated: int
+    acceptance_rate: float | None
+    escalation_rate: float | None
+    reasons: dict[str, int]
+    reviewed_local: int
+    defects: int
+    defect_rate: float | None  # None: no reviews yet
+    frontier_answers: int
+    frontier_p50_ms: float | None
+    frontier_p95_ms: float | None
+    successful: int
+    cost_usd: float
+    frontier_only_cost_usd: float
+    cost_per_success_usd: float | None
+    frontier_only_cost_per_success_usd: float | None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: float
+    decisions: int
+    accepted_local: int
+    escalated: int
+    cost_usd: float
+    frontier_only_cost_usd: float
+
+
+@dataclass(frozen=True)
+class TierLatency:
+    tier: str  # local | frontier
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    window: str
+    since: float | None
+    now: float
+    routes: dict[str, int]  # decisions by route, as smallfirst_requests_total counts them
+    total: TaskMetrics
+    tasks: list[TaskMetrics]
+    bucket_s: int
+    series: list[Bucket]
+    latency: list[TierLatency]
+    reasons: list[str] = field(default_factory=list)  # every reason seen, most frequent first
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
+    """Read-only unless `write`, so a typo'd path errors instead of creating an empty store."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"audit database {p} does not exist")
+    conn = sqlite3.connect(p if write else f"file:{p}?mode=ro", uri=not write, timeout=5.0)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def since_for(window: str, now: float) -> float | None:
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}; one of {', '.join(WINDOWS)}")
+    span = WINDOWS[window]
+    return None if span is None else now - span
+
+
+def summary(conn: sqlite3.Connection, window: str = "day", now: float | None = None) -> Summary:
+    now = time.time() if now is None else now
+    since = since_for(window, now)
+    where, args = ("ts >= ?", [since]) if since is not None else ("1", [])
+    per_task = {r["k"]: r for r in _counts(conn, _TASK, where, args)}
+    totals = {r["k"]: r for r in _counts(conn, f"'{ALL}'", where, args)}
+    reasons = _reasons(conn, where, args)
+    lat = {**_percentiles(conn, _TASK, "json_extract(latency_ms, '$.frontier')",
+                          f"{where} AND outcome = 'answered_frontier'", args),
+           **_percentiles(conn, f"'{ALL}'", "json_extract(latency_ms, '$.frontier')",
+                          f"{where} AND outcome = 'answered_frontier'", args)}
+    tasks = [_task_metrics(k, per_task[k], reasons.get(k, {}), lat.get(k)) for k in sorted(per_task)]
+    total = _task_metrics(ALL, totals.get(ALL), reasons.get(ALL, {}), lat.get(ALL))
+    routes = {r["route"]: r["n"] for r in conn.execute(
+        f"SELECT route, COUNT(*) AS n FROM decisions WHERE {where} GROUP BY route ORDER BY route", args)}
+    bucket_s = _bucket_seconds(conn, window, where, args)
+    series = [Bucket(r["b"], r["n"], r["acc"], r["esc"], r["cost"], r["fo_cost"]) for r in conn.execute(
+        f"SELECT CAST(ts / ? AS INTEGER) * ? AS b, SUM(route != 'rejected') AS n,"
+        f" SUM(route != 'rejected' AND route_candidate = 'local') AS acc,"
+        f" SUM(route != 'rejected' AND route_candidate = 'frontier') AS esc,"
+        f" TOTAL(cost_usd) AS cost, TOTAL(frontier_only_cost_usd) AS fo_cost"
+        f" FROM decisions WHERE {where} GROUP BY b ORDER BY b", [bucket_s, bucket_s, *args])]
+    latency = []
+    for tier, cond in (("local", "route = 'local'"), ("frontier", "outcome = 'answered_frontier'")):
+        p = _percentiles(conn, f"'{tier}'", f"json_extract(latency_ms, '$.{tier}')", f"{where} AND {cond}", args)
+        n, p50, p95 = p.get(tier, (0, None, None))
+        latency.append(TierLatency(tier, n, p50, p95))
+    seen = sorted(reasons.get(ALL, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return Summary(window, since, now, routes, total, tasks, bucket_s, series, latency, [k for k, _ in seen])
+
+
+def _counts(conn: sqlite3.Connection, key: str, where: str, args: list[Any]) -> list[sqlite3.Row]:
+    ok = ", ".join(f"'{o}'" for o in SUCCESS_OUTCOMES)
+    return conn.execute(
+        f"SELECT {key} AS k,"
+        " SUM(route != 'rejected') AS n, SUM(route = 'rejected') AS rejected,"
+        " SUM(route != 'rejected' AND route_candidate = 'local') AS acc,"
+        " SUM(route != 'rejected' AND route_candidate = 'frontier') AS esc,"
+        " SUM(route = 'local' AND review_label IS NOT NULL) AS reviewed,"
+        " SUM(route = 'local' AND review_label = 'escalate') AS defects,"
+        " SUM(outcome = 'answered_frontier') AS fa,"
+        f" SUM(outcome IN ({ok})) AS ok, TOTAL(cost_usd) AS cost, TOTAL(frontier_only_cost_usd) AS fo_cost"
+        f" FROM decisions WHERE {where} GROUP BY k", args).fetchall()
+
+
+def _reasons(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    sql = (f"SELECT {_TASK} AS k, reason, COUNT(*) AS n FROM decisions WHERE {where} AND reason IS NOT NULL"
+           f" GROUP BY k, reason UNION ALL SELECT '{ALL}', reason, COUNT(*) FROM decisions"
+           f" WHERE {where} AND reason IS NOT NULL GROUP BY reason")
+    for r in conn.execute(sql, [*args, *args]):
+        out.setdefault(r["k"], {})[r["reason"]] = r["n"]
+    return out
+
+
+def _percentiles(conn: sqlite3.Connection, key: str, expr: str, where: str,
+                 args: list[Any]) -> dict[str, tuple[int, float | None, float | None]]:
+    """Nearest-rank p50 and p95 of `expr` per key: the value at rank ceil(p * n)."""
+    sql = (f"WITH v AS (SELECT {key} AS k, {expr} AS x FROM decisions WHERE {where} AND {expr} IS NOT NULL),"
+           " r AS (SELECT k, x, ROW_NUMBER() OVER (PARTITION BY k ORDER BY x) AS rn,"
+           " COUNT(*) OVER (PARTITION BY k) AS n FROM v)"
+           " SELECT k, MAX(n) AS n, MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN x END) AS p50,"
+           " MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN x END) AS p95 FROM r GROUP BY k")
+    return {r["k"]: (r["n"], r["p50"], r["p95"]) for r in conn.execute(sql, args)}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _task_metrics(key: str, row: sqlite3.Row | None, reasons: dict[str, int],
+                  lat: tuple[int, float | None, float | None] | None) -> TaskMetrics:
+    g = (lambda name: (row[name] or 0) if row is not None else 0)
+    n, ok, cost, fo = g("n"), g("ok"), float(g("cost")), float(g("fo_cost"))
+    _, p50, p95 = lat or (0, None, None)
+    return TaskMetrics(
+        task_type=key, decisions=n, rejected=g("rejected"), accepted_local=g("acc"), escalated=g("esc"),
+        acceptance_rate=_ratio(g("acc"), n), escalation_rate=_ratio(g("esc"), n),
+        reasons=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        reviewed_local=g("reviewed"), defects=g("defects"), defect_rate=_ratio(g("defects"), g("reviewed")),
+        frontier_answers=g("fa"), frontier_p50_ms=p50, frontier_p95_ms=p95, successful=ok,
+        cost_usd=cost, frontier_only_cost_usd=fo,
+        cost_per_success_usd=_ratio(cost, ok), frontier_only_cost_per_success_usd=_ratio(fo, ok),
+    )
+
+
+def _bucket_seconds(conn: sqlite3.Connection, window: str, where: str, args: list[Any]) -> int:
+    if window in _BUCKET_S:
+        return _BUCKET_S[window]
+    lo, hi = conn.execute(f"SELECT MIN(ts), MAX(ts) FROM decisions WHERE {where}", args).fetchone()
+    span = (hi - lo) if lo is not None else 0.0
+    return next((b for b in _ALL_BUCKETS if span / b < MAX_BUCKETS), _ALL_BUCKETS[-1])
+
+
+# ---------------------------------------------------------------------- explorer and review queue
+
+
+@dataclass(frozen=True)
+class Filters:
+    task: str | None = None
+    route: str | None = None
+    reason: str | None = None
+    user_group: str | None = None
+    model: str | None = None  # the local or the frontier model
+    window: str = "all"
+    limit: int = 50
+
+
+def decisions(conn: sqlite3.Connection, f: Filters, now: float | None = None) -> list[dict[str, Any]]:
+    """Most recent first; never the raw input (the store has only its masked preview)."""
+    clauses, args = [], []
+    since = since_for(f.window, time.time() if now is None else now)
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(since)
+    for col, value in (("COALESCE(task_type, 'unknown')", f.task), ("route", f.route), ("reason", f.reason),
+                       ("user_group", f.user_group)):
+        if value:
+            clauses.append(f"{col} = ?")
+            args.append(value)
+    if f.model:
+        clauses.append("(local_model = ? OR frontier_model = ?)")
+        args += [f.model, f.model]
+    where = " AND ".join(clauses) or "1"
+    sql = f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE {where} ORDER BY ts DESC LIMIT ?"
+    return [decode_row(r) for r in conn.execute(sql, [*args, max(1, min(f.limit, 500))])]
+
+
+def filter_choices(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """The values each explorer filter can take, for its <select>."""
+    def distinct(expr: str) -> list[str]:
+        return [r[0] for r in conn.execute(f"SELECT DISTINCT {expr} AS v FROM decisions WHERE v IS NOT NULL ORDER BY v")]
+    return {
+        "task": distinct(_TASK), "route": distinct("route"), "reason": distinct("reason"),
+        "user_group": distinct("user_group"),
+        "model": sorted(set(distinct("local_model")) | set(distinct("frontier_model"))),
+    }
+
+
+def review_queue(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """Unreviewed local answers to check by hand. A decision id is 12 hex digits of time, then
+    random ones: ordering by the random part is a uniform sample that stays put between loads."""
+    sql = (f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE route = 'local' AND review_label IS NULL"
+           " ORDER BY substr(decision_id, 13), decision_id LIMIT ?")
+    return [decode_row(r) for r in conn.execute(sql, [limit])]
+
+
+def set_review_label(conn: sqlite3.Connection, decision_id: str, label: str) -> bool:
+    """Store an operator's accept | escalate on a decision; False if there is no such decision."""
+    if label not in REVIEW_LABELS:
+        raise ValueError(f"review label must be one of {REVIEW_LABELS}, not {label!r}")
+    with conn:
+        cur = conn.execute("UPDATE decisions SET review_label = ? WHERE decision_id = ?", (label, decision_id))
+    return cur.rowcount == 1
