@@ -71,6 +71,7 @@ class AuditRecord:
     outcome: str | None = None  # answered_local | answered_frontier | no_frontier | frontier_error | rejected
     error: str | None = None  # masked detail of a local or frontier failure
     review_label: str | None = None
+    shadow_agree: bool | None = None  # shadow mode: local and frontier answers agree (smallfirst.shadow)
     # Raw text the writer thread turns into `preview`; never persisted.
     preview_source: str | None = field(default=None, repr=False)
 
@@ -112,6 +113,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("outcome", "TEXT"),
     ("error", "TEXT"),
     ("review_label", "TEXT"),
+    ("shadow_agree", "INTEGER"),
 )
 _JSON_COLUMNS = {"hard_stop", "checks", "latency_ms", "tokens"}
 _NAMES = [c for c, _ in COLUMNS]
@@ -163,6 +165,11 @@ class SQLiteSink:
 def ensure_schema(conn: sqlite3.Connection) -> None:
     cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
     conn.execute(f"CREATE TABLE IF NOT EXISTS decisions (\n  {cols}\n)")
+    # Columns added since a database was created: old audit files keep working.
+    have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    for name, typ in COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {typ}")
     conn.execute("CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)")
     conn.execute("CREATE INDEX IF NOT EXISTS decisions_task ON decisions (task_type, ts)")
     conn.commit()
@@ -170,7 +177,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 def _encode(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(
-        json.dumps(row[n], separators=(",", ":")) if n in _JSON_COLUMNS and row[n] is not None else row[n]
+        # .get: a spill file written before a column existed replays with NULL there
+        json.dumps(row[n], separators=(",", ":")) if n in _JSON_COLUMNS and row.get(n) is not None else row.get(n)
         for n in _NAMES
     )
 

@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     from smallfirst.evals_cli import register
 
     register(sub, common)
+    from smallfirst.review_cli import register as register_review; register_review(sub, common)  # noqa: E702
     return p
 
 

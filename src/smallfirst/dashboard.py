@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from smallfirst.audit import decode_row
+from smallfirst.review import REVIEW_LABELS  # one vocabulary for reviews, CLI and dashboard
 
 WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}
 ALL = "*"  # the task_type key of the totals, as in /metrics
-REVIEW_LABELS = ("accept", "escalate")
 SUCCESS_OUTCOMES = ("answered_local", "answered_frontier")
 # Time-series buckets per window; 'all' picks the smallest of these that gives at most MAX_BUCKETS.
 _BUCKET_S = {"hour": 300, "day": 3600, "week": 86400}
@@ -264,9 +264,8 @@ def review_queue(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, An
 
 
 def set_review_label(conn: sqlite3.Connection, decision_id: str, label: str) -> bool:
-    """Store an operator's accept | escalate on a decision; False if there is no such decision."""
-    if label not in REVIEW_LABELS:
-        raise ValueError(f"review label must be one of {REVIEW_LABELS}, not {label!r}")
-    with conn:
-        cur = conn.execute("UPDATE decisions SET review_label = ? WHERE decision_id = ?", (label, decision_id))
-    return cur.rowcount == 1
+    """Store an operator's accept | escalate on a decision; False if there is no such decision.
+    The same writer as `smallfirst review`, so the label is also in review_log."""
+    from smallfirst.review import label_decision
+
+    return label_decision(conn, decision_id, label, reviewer="dashboard")

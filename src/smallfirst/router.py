@@ -81,6 +81,7 @@ class RouteResult:
     error: str | None = None
     cost_usd: float = 0.0
     frontier_only_cost_usd: float = 0.0
+    shadow_agree: bool | None = None  # shadow mode, both answers present: do they agree?
     # outcome "streaming": the frontier's text deltas; the decision is recorded when it ends.
     stream: AsyncIterator[str] | None = None
 
@@ -105,6 +106,7 @@ class RouteResult:
             "cost_usd": self.cost_usd,
             "frontier_only_cost_usd": self.frontier_only_cost_usd,
             "error": self.error,
+            "shadow_agree": self.shadow_agree,
             "packet": self.packet.to_dict() if self.packet is not None and self.route != "local" else None,
         }
 
@@ -417,6 +419,11 @@ class Router:
         cost = self._local_cost(d.local_ms) + (self._frontier_cost(frontier) if frontier else 0.0)
         counterfactual = self._frontier_only_cost(d.text, answer if route == "local" else None, frontier)
         model = local.model if route == "local" and local else (frontier.model if frontier else None)
+        shadow_agree = None
+        if d.mode == "shadow" and local is not None and spec is not None and frontier is not None and outcome == "answered_frontier":
+            from smallfirst.shadow import agreement
+
+            shadow_agree = agreement(spec.kind, spec.labels, local.answer, local.label, frontier.text)
         result = RouteResult(
             decision_id=d.decision_id,
             task_type=d.task.task_type,
@@ -438,6 +445,7 @@ class Router:
             error=d.error,
             cost_usd=cost,
             frontier_only_cost_usd=counterfactual,
+            shadow_agree=shadow_agree,
         )
         if record and self.audit is not None:
             from smallfirst.redact import mask_secrets
@@ -481,6 +489,7 @@ class Router:
                     policy_version=self.policy.version_tag,
                     outcome=outcome,
                     error=mask_secrets(d.error) if d.error else None,
+                    shadow_agree=shadow_agree,
                 )
             )
         return result

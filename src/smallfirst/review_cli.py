@@ -1,0 +1,168 @@
+"""`smallfirst shadow-report` and `smallfirst review`.
+
+Exit codes: 0 done, 2 bad input (missing audit file, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, TextIO
+
+EXPORT_NOTE = (
+    "the audit keeps no raw input, so exported cases carry input_sha256 (SHA-256 of the UTF-8 input text) "
+    "for joining with your own inputs; pass --inputs to add \"text\" so `smallfirst eval` can run them"
+)
+
+
+def register(sub: Any, common: Callable[..., None]) -> None:
+    sp = sub.add_parser("shadow-report", help="what live routing would have done, from shadow decisions")
+    common(sp)
+    sp.add_argument("--since", default="7d", help="window: 7d, 24h, 30m, 2w (default 7d)")
+    sp.add_argument("--json", action="store_true", help="the report as one JSON object")
+    sp.set_defaults(func=cmd_shadow_report)
+
+    sp = sub.add_parser(
+        "review",
+        help="label sampled decisions accept | escalate in the terminal; --sample-drift, --export",
+        description="Label decisions (answers read from standard input), queue a weekly drift sample, "
+        "or export reviewed decisions as eval JSONL. Export: " + EXPORT_NOTE + ".",
+    )
+    common(sp, audit=False)
+    sp.add_argument("--audit", default=_default_audit(), help="audit SQLite file")
+    sp.add_argument("--task", help="only this task type")
+    sp.add_argument("--n", type=int, default=20, help="decisions to review in this session")
+    sp.add_argument("--reviewer", help="name recorded with each label")
+    sp.add_argument("--sample-drift", action="store_true", help="queue this week's random sample of local accepts per task")
+    sp.add_argument("--per-task", type=int, default=20, help="drift sample size per task type")
+    sp.add_argument("--seed", type=int, help="random seed for the drift sample")
+    sp.add_argument("--export", metavar="FILE.jsonl", help="write reviewed decisions as eval JSONL")
+    sp.add_argument("--inputs", metavar="DIR_OR_JSONL", help='with --export: your inputs (JSONL with "text", or a folder of files), joined by SHA-256')
+    sp.set_defaults(func=cmd_review)
+
+
+def _default_audit() -> str:
+    from smallfirst.cli import DEFAULT_AUDIT
+
+    return os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT)
+
+
+def _fail(msg: str) -> int:
+    print(f"smallfirst: {msg}", file=sys.stderr)
+    return 2
+
+
+def cmd_shadow_report(args: argparse.Namespace) -> int:
+    from smallfirst.policy import load_policy
+    from smallfirst.shadow import format_report, parse_since, shadow_report
+
+    try:
+        since_s = parse_since(args.since)
+    except ValueError as exc:
+        return _fail(str(exc))
+    price = load_policy(args.policy).prices.get("local")
+    usd_per_hour = price.usd_per_hour if price and price.usd_per_hour else 0.0
+    try:
+        report = shadow_report(args.audit, since_s, usd_per_hour)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(f"shadow decisions in the last {args.since} ({args.audit}); local machine time at ${usd_per_hour}/h")
+        print(format_report(report))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from smallfirst import review
+
+    try:
+        if args.sample_drift:
+            queued = review.sample_drift(args.audit, per_task=args.per_task, seed=args.seed)
+            for task, k in queued.items():
+                print(f"{task}: queued {k} for drift review")
+            if not queued:
+                print("nothing queued (no local accepts in the last 7 days, or this week's sample is already queued)")
+            return 0
+        if args.export:
+            return _export(args, review)
+        return review_session(args.audit, args.task, args.n, args.reviewer, sys.stdin, sys.stdout)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+
+
+def _export(args: argparse.Namespace, review: Any) -> int:
+    texts = None
+    if args.inputs:
+        try:
+            texts = review.load_inputs(args.inputs)
+        except (OSError, ValueError) as exc:
+            return _fail(f"--inputs: {exc}")
+    rows = review.reviewed(args.audit, args.task)
+    cases = review.eval_rows(rows, texts)
+    with open(args.export, "w", encoding="utf-8") as f:
+        for c in cases:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    print(f"wrote {len(cases)} reviewed decisions to {args.export}")
+    if texts is None:
+        print(f"note: {EXPORT_NOTE}")
+    elif len(cases) < len(rows):
+        print(f"note: {len(rows) - len(cases)} reviewed decisions left out: their input was not in {args.inputs}")
+    return 0
+
+
+def _show(d: dict[str, Any]) -> str:
+    checks = d.get("checks") or []
+    failed = [f"{c['name']}: {c.get('detail') or 'failed'}" for c in checks if not c.get("ok")]
+    summary = f"{len(checks) - len(failed)}/{len(checks)} ok" + (f"; failed {'; '.join(failed)}" if failed else "")
+    hs = d.get("hard_stop")
+    conf = d.get("confidence_calibrated")
+    hs_text = f"{hs.get('category')} ({hs.get('rule')})" if hs else "-"
+    agree = {1: "agrees", 0: "DISAGREES", None: "-"}[d.get("shadow_agree")]
+    lines = [
+        f"decision {d['decision_id']}" + (f"  (queued: {d['queued_reason']})" if d.get("queued_reason") else ""),
+        f"  task {d['task_type'] or '-'}  mode {d['mode']}  route {d['route']}  candidate {d['route_candidate'] or '-'}",
+        f"  reason {d['reason'] or '-'}  label {d['label'] or '-'}  confidence {'-' if conf is None else f'{conf:.2f}'}"
+        f"  frontier {agree}",
+        f"  checks {summary}",
+        f"  hard stop {hs_text}",
+        "  preview (masked):",
+        *("    " + line for line in (d.get("preview") or "").splitlines()[:8]),
+    ]
+    return "\n".join(lines)
+
+
+def review_session(
+    db_path: str, task: str | None, n: int, reviewer: str | None, stdin: TextIO, stdout: TextIO
+) -> int:
+    """One labelling session. Answers come one a line from `stdin`, so it works piped as well as
+    at a terminal; end of input quits."""
+    from smallfirst.review import next_for_review, set_review_label
+
+    items = next_for_review(db_path, task, n)
+    if not items:
+        print("nothing to review", file=stdout)
+        return 0
+    counts = {"accept": 0, "escalate": 0, "skip": 0}
+    for i, d in enumerate(items, 1):
+        print(f"\n[{i}/{len(items)}] " + _show(d), file=stdout)
+        while True:
+            print("accept / escalate / skip / quit [a/e/s/q]: ", end="", file=stdout, flush=True)
+            line = stdin.readline()
+            answer = line.strip().lower()[:1] if line else "q"
+            if answer in ("a", "e", "s", "q"):
+                break
+            print("  please answer a, e, s or q", file=stdout)
+        if answer == "q":
+            break
+        if answer == "s":
+            counts["skip"] += 1
+            continue
+        label = "accept" if answer == "a" else "escalate"
+        set_review_label(db_path, d["decision_id"], label, reviewer)  # type: ignore[arg-type]
+        counts[label] += 1
+    print(f"\nreviewed: {counts['accept']} accept, {counts['escalate']} escalate, {counts['skip']} skipped", file=stdout)
+    return 0
