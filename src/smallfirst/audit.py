@@ -72,6 +72,14 @@ class AuditRecord:
     error: str | None = None  # masked detail of a local or frontier failure
     review_label: str | None = None
     shadow_agree: bool | None = None  # shadow mode: local and frontier answers agree (smallfirst.shadow)
+    # Shadow mode with a candidate local model (model rotation): what the candidate said and what
+    # the gate would have done with it. It never changes what the caller gets.
+    candidate_model: str | None = None
+    candidate_model_sha256: str | None = None
+    candidate_label: str | None = None
+    candidate_confidence: float | None = None
+    candidate_route: str | None = None  # local | frontier
+    candidate_latency_ms: float | None = None
     # Raw text the writer thread turns into `preview`; never persisted.
     preview_source: str | None = field(default=None, repr=False)
 
@@ -114,6 +122,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "TEXT"),
     ("review_label", "TEXT"),
     ("shadow_agree", "INTEGER"),
+    ("candidate_model", "TEXT"),
+    ("candidate_model_sha256", "TEXT"),
+    ("candidate_label", "TEXT"),
+    ("candidate_confidence", "REAL"),
+    ("candidate_route", "TEXT"),
+    ("candidate_latency_ms", "REAL"),
 )
 _JSON_COLUMNS = {"hard_stop", "checks", "latency_ms", "tokens"}
 _NAMES = [c for c, _ in COLUMNS]

@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
     register(sub, common)
     from smallfirst.review_cli import register as register_review; register_review(sub, common)  # noqa: E702
+    from smallfirst.rotation_cli import register as register_rotation; register_rotation(sub, common)  # noqa: E702
     return p
 
 

@@ -83,6 +83,12 @@ class TaskSpec(_Strict):
     max_output_chars: int = Field(4000, gt=0)
     schema_: dict[str, Any] | None = Field(None, alias="schema")
     head: str | None = None  # trained classifier head (JSON artifact), relative to the policy file
+    # Model rotation (smallfirst compare / promote / rollback): a candidate local model that runs
+    # beside `model` in shadow mode, its own head, and the model a promote replaced.
+    candidate: str | None = None
+    candidate_head: str | None = None
+    previous_model: str | None = None
+    previous_head: str | None = None
     # `smallfirst calibrate` output, relative to the policy file: its calibrator maps the local
     # model's raw score to confidence and its threshold replaces min_confidence.
     calibration: str | None = None
@@ -281,14 +287,15 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
         raise PolicyError(source, line, ".".join(loc), msg) from None
     policy = policy.model_copy(update={"source": source, "digest": hashlib.sha256(text.encode()).hexdigest()})
     for key, task in policy.tasks.items():
-        for field_name, ref in (("model", task.model), ("frontier", task.frontier)):
+        refs = (("model", task.model), ("frontier", task.frontier), ("candidate", task.candidate), ("previous_model", task.previous_model))
+        for field_name, ref in refs:
             if ref is not None and ref not in policy.models and not (field_name == "frontier" and ref == "frontier_default"):
                 line, loc = _line_of(root, ("tasks", key, field_name), "")
                 raise PolicyError(source, line, ".".join(loc), f"{ref!r} is not defined under models")
-        if task.head:
-            head = policy.resolve_path(task.head)
-            if not head.is_file():
-                line, loc = _line_of(root, ("tasks", key, "head"), "")
+        for field_name, head_ref in (("head", task.head), ("candidate_head", task.candidate_head)):
+            head = policy.resolve_path(head_ref) if head_ref else None
+            if head is not None and not head.is_file():
+                line, loc = _line_of(root, ("tasks", key, field_name), "")
                 raise PolicyError(source, line, ".".join(loc), f"trained head {str(head)!r} does not exist")
         if task.calibration:
             from smallfirst.calibration import load_calibration

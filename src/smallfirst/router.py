@@ -111,6 +111,19 @@ class RouteResult:
         }
 
 
+@dataclass(frozen=True)
+class CandidateRun:
+    """Shadow mode's candidate local model on one request: what it said and what the gate would
+    have done with it (route "local" or "frontier"). Recorded only; the caller never sees it."""
+
+    model: str
+    sha256: str | None
+    label: str | None
+    confidence: float | None
+    route: str
+    latency_ms: float
+
+
 @dataclass
 class _Decision:
     """Mutable scratch state of one request; frozen into RouteResult and AuditRecord at the end."""
@@ -130,6 +143,7 @@ class _Decision:
     error: str | None = None
     stream: bool = False
     frontier_call: "FrontierCall | None" = None
+    candidate: CandidateRun | None = None
 
 
 def new_decision_id() -> str:
@@ -268,7 +282,10 @@ class Router:
         if task.schema is not None:
             spec = spec.model_copy(update={"schema_": dict(task.schema)})
             d.spec = spec
-        reason = await self._local_and_gate(d, spec)
+        if shadow and spec.candidate:
+            reason, d.candidate = await asyncio.gather(self._local_and_gate(d, spec), self._run_candidate(d, spec))
+        else:
+            reason = await self._local_and_gate(d, spec)
 
         # 7 result
         if shadow:
@@ -284,15 +301,10 @@ class Router:
         assert spec.model is not None
         model_spec = self.policy.models[spec.model]
         timeout = spec.timeout_s or model_spec.timeout_s
-        text = d.text
-        if spec.compress_on:
-            from smallfirst.logtext import compress_log
-
-            text = compress_log(text, LOCAL_INPUT_BUDGET).text
         t = time.perf_counter()
         try:
             backend = self._backend(spec.model)
-            d.local = await asyncio.wait_for(backend.complete(text, spec), timeout)
+            d.local = await asyncio.wait_for(backend.complete(_local_input(d.text, spec), spec), timeout)
         except asyncio.TimeoutError:
             d.error = f"local model {model_spec.display_name} timed out after {timeout:g}s"
         except Exception as exc:  # a crashed local model escalates; it never drops the request
@@ -318,6 +330,23 @@ class Router:
         gate = check_gate(spec, d.local, d.text, refusal_markers=self.policy.gate.refusal_markers)
         d.checks.extend(gate.checks)
         return gate.reason
+
+    async def _run_candidate(self, d: _Decision, spec: TaskSpec) -> CandidateRun:
+        """The task's candidate model, called and gated like its own model. The task's calibration
+        was fitted to its own model's scores, so the candidate is gated on min_confidence."""
+        assert spec.candidate is not None
+        model_spec = self.policy.models[spec.candidate]
+        cspec = spec.model_copy(update={"model": spec.candidate, "head": spec.candidate_head, "calibration": None})
+        timeout = spec.timeout_s or model_spec.timeout_s
+        t = time.perf_counter()
+        try:
+            out = await asyncio.wait_for(self._backend(spec.candidate).complete(_local_input(d.text, spec), cspec), timeout)
+        except Exception:  # a failing candidate is itself the finding: it would have escalated
+            return CandidateRun(model_spec.display_name, None, None, None, "frontier", (time.perf_counter() - t) * 1000)
+        ms = (time.perf_counter() - t) * 1000
+        gate = check_gate(cspec, out, d.text, refusal_markers=self.policy.gate.refusal_markers)
+        route = "local" if gate.reason is None else "frontier"
+        return CandidateRun(out.model, out.model_sha256, out.label, out.confidence, route, ms)
 
     async def _escalate(
         self, d: _Decision, reason: FallbackReason | None, *, compress: bool = False, shadow: bool = False
@@ -490,6 +519,7 @@ class Router:
                     outcome=outcome,
                     error=mask_secrets(d.error) if d.error else None,
                     shadow_agree=shadow_agree,
+                    **_candidate_columns(d.candidate),
                 )
             )
         return result
@@ -537,6 +567,27 @@ def _calibration(path: "os.PathLike[str]", mtime_ns: int) -> Any:
 
     # Keyed by mtime so a re-run of `smallfirst calibrate` plus a policy reload takes effect.
     return load_calibration(path)  # validated when the policy loaded
+
+
+def _local_input(text: str, spec: TaskSpec) -> str:
+    if not spec.compress_on:
+        return text
+    from smallfirst.logtext import compress_log
+
+    return compress_log(text, LOCAL_INPUT_BUDGET).text
+
+
+def _candidate_columns(c: CandidateRun | None) -> dict[str, Any]:
+    if c is None:
+        return {}
+    return {
+        "candidate_model": c.model,
+        "candidate_model_sha256": c.sha256,
+        "candidate_label": c.label,
+        "candidate_confidence": c.confidence,
+        "candidate_route": c.route,
+        "candidate_latency_ms": round(c.latency_ms, 3),
+    }
 
 
 def _input_sha(d: _Decision) -> str:
