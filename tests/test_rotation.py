@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -131,3 +132,27 @@ def test_candidate_must_name_a_model_with_file_and_line(write_policy):
     path = write_policy(ROTATION_POLICY.replace("candidate: classifier_v2", "candidate: no_such_model"))
     with pytest.raises(PolicyError, match=r"policy.yaml:\d+: tasks.classify_issue.candidate: 'no_such_model'"):
         load_policy(path)
+
+
+@pytest.mark.slow
+def test_compare_on_labelled_data_runs_both_real_models_through_the_gate(tmp_path, capsys):
+    # The bundled trained head against a zero-shot candidate on the same embedding model,
+    # on the 21 demo logs the head never saw.
+    from smallfirst.cli import DEMO_LOGS, main
+    from smallfirst.policy import DEFAULT_POLICY_PATH
+
+    head = DEFAULT_POLICY_PATH.parent / "heads" / "classify_issue.json"
+    text = DEFAULT_POLICY_PATH.read_text().replace("head: heads/classify_issue.json", f"head: '{head}'\n    candidate: local_zero_shot")
+    text = text.replace("  local_classifier: {provider: embedding, timeout_s: 10}    # bundled all-MiniLM-L6-v2",
+                        "  local_classifier: {provider: embedding, timeout_s: 10}\n  local_zero_shot: {provider: embedding, timeout_s: 10}")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    label_map = DEFAULT_POLICY_PATH.parent / "label_maps" / "bump.json"
+    rc = main(["compare", "--task", "classify_issue", "--policy", str(policy), "--audit", str(tmp_path / "a.db"),
+               "--data", str(DEMO_LOGS), "--label-map", str(label_map), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)["labelled"]
+    assert out["primary"]["model"] == "local_classifier" and out["candidate"]["model"] == "local_zero_shot"
+    assert out["primary"]["n"] == out["candidate"]["n"] == 21
+    assert out["primary"]["label_accuracy"] > out["candidate"]["label_accuracy"]
+    assert out["primary"]["gate_passed"]

@@ -22,6 +22,8 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     common(sp)
     sp.add_argument("--task", required=True)
     sp.add_argument("--since", default="7d", help="window of shadow decisions, e.g. 24h, 7d (default 7d)")
+    sp.add_argument("--data", help="labelled eval JSONL: also run both models on it and compare accuracy")
+    sp.add_argument("--label-map", help="JSON object mapping the data's labels onto the task's")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_compare)
 
@@ -58,13 +60,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     price = policy.prices.get("local")
     try:
-        report = compare_audit(args.audit, args.task, since_s=_seconds(args.since),
-                               usd_per_hour=(price.usd_per_hour or 0.0) if price else 0.0)
+        if args.data and not Path(args.audit).exists():
+            report: dict[str, Any] = {"n": 0}  # labelled data only: no shadow history to diff yet
+        else:
+            report = compare_audit(args.audit, args.task, since_s=_seconds(args.since),
+                                   usd_per_hour=(price.usd_per_hour or 0.0) if price else 0.0)
     except (RotationError, ValueError) as exc:
         return _fail(str(exc))
+    if args.data:
+        try:
+            report["labelled"] = _compare_on_data(policy, args)
+        except (RotationError, ValueError) as exc:
+            return _fail(str(exc))
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
+    if args.data:
+        _print_labelled(args.task, report["labelled"])
     print(f"compare {args.task}: {report['n']} shadow decisions with a candidate (last {args.since})")
     if not report["n"]:
         print(f"  none yet: set tasks.{args.task}.candidate and run the task in shadow mode")
@@ -79,6 +91,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"  agreement: route {_pct(report['route_agreement'])}, label {_pct(report['label_agreement'])}; "
           f"{report['reviewed']} reviewed")
     return 0
+
+
+def _compare_on_data(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Both models through the eval harness on labelled cases: the same router, policy and gate,
+    only the task's model differs."""
+    from smallfirst.evals import EvalDataError, read_cases
+    from smallfirst.rotation import RotationError, eval_model, with_model
+    from smallfirst.train import DataError, load_label_map
+
+    spec = policy.tasks.get(args.task)
+    if spec is None or not spec.candidate:
+        raise RotationError(f"task {args.task!r} has no candidate to compare")
+    try:
+        cases = read_cases(Path(args.data), spec.labels, load_label_map(args.label_map) if args.label_map else None)
+    except (EvalDataError, DataError) as exc:
+        raise ValueError(str(exc)) from None
+    out = {}
+    for side, model, head in (("primary", spec.model, spec.head), ("candidate", spec.candidate, spec.candidate_head)):
+        candidate_policy = with_model(policy, args.task, model, head)
+        if side == "primary":  # the primary keeps the calibration fitted to its own scores
+            t = candidate_policy.tasks[args.task].model_copy(update={"calibration": spec.calibration})
+            candidate_policy = candidate_policy.model_copy(update={"tasks": {**candidate_policy.tasks, args.task: t}})
+        r = eval_model(candidate_policy, args.task, cases)
+        out[side] = {
+            "model": model, "n": r["n"], "label_accuracy": r["label_accuracy"],
+            "local_acceptance_rate": r["local_acceptance_rate"], "label_accuracy_accepted": r["label_accuracy_accepted"],
+            "false_accepts": len(r["false_accepts"]), "latency_ms_local_p50": r["latency_ms"]["local"]["p50"],
+            "cost_per_success_router": r["cost_per_success"]["router"], "gate_passed": r["gate"]["passed"],
+        }
+    return out
+
+
+def _print_labelled(task: str, lab: dict[str, Any]) -> None:
+    n = lab["primary"]["n"]
+    print(f"compare {task} on {n} labelled cases (live pipeline, release gate per model):")
+    print(f"  {'':<10} {'model':<22} {'accuracy':>9} {'local':>7} {'acc. local':>10} {'false acc.':>10} {'p50 ms':>8} {'$/success':>10} gate")
+    for side in ("primary", "candidate"):
+        s = lab[side]
+        print(f"  {side:<10} {str(s['model']):<22} {_pct(s['label_accuracy']):>9} {_pct(s['local_acceptance_rate']):>7} "
+              f"{_pct(s['label_accuracy_accepted']):>10} {s['false_accepts']:>10} {str(s['latency_ms_local_p50']):>8} "
+              f"{str(s['cost_per_success_router']):>10} {'pass' if s['gate_passed'] else 'FAIL'}")
 
 
 def _pct(v: float | None) -> str:
