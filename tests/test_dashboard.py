@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -188,3 +189,36 @@ def test_summary_api_agrees_with_metrics_and_a_review_needs_the_token_and_is_aud
     events = read_admin_events(tmp_path / "a.db")
     assert [(e["action"], e["allowed"], e["status"]) for e in events] == [("review", 1, 200), ("review", 0, 401)]
     assert json.dumps(events).count(TOKEN) == 0
+
+
+def test_standalone_dashboard_serves_an_audit_file_without_the_service(known, tmp_path):
+    # `smallfirst dashboard --audit DB` serves create_dashboard_app: same page, same API numbers.
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from smallfirst.server.dashboard_routes import create_dashboard_app
+
+    path = known.execute("PRAGMA database_list").fetchone()[2]
+
+    async def go():
+        runner = web.AppRunner(create_dashboard_app(path))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/dashboard?window=all") as r:
+                    page = (r.status, await r.text())
+                async with s.get(base + "/dashboard/api/summary?window=all") as r:
+                    api = await r.json()
+        finally:
+            await runner.cleanup()
+        return page, api
+
+    (status, html), api = asyncio.run(go())
+    expected = dash.summary(known, "all", now=time.time())
+    assert status == 200 and "<svg" in html and "Kill switch" in html
+    assert api["total"]["decisions"] == expected.total.decisions
