@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from smallfirst.audit import decode_row
-from smallfirst.review import REVIEW_LABELS  # one vocabulary for reviews, CLI and dashboard
 
 WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}
 ALL = "*"  # the task_type key of the totals, as in /metrics

@@ -17,7 +17,6 @@ as successes (the frontier is the baseline the gate compares against); false acc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from smallfirst.calibration import expected_calibration_error, reliability_bins
+from smallfirst.jsonl import label_mapping, map_label, read_jsonl
 from smallfirst.policy import Policy, TaskSpec
 from smallfirst.reasons import FallbackReason
 from smallfirst.tasks import Task
@@ -68,22 +68,10 @@ class EvalCase:
 
 def read_cases(path: Path, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None) -> list[EvalCase]:
     """Parse and check eval JSONL; labels are mapped, then must be labels of the task."""
-    mapping = {k: v for k, v in (label_map or {}).items() if not k.startswith("_")}
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalDataError(f"{path}: cannot read eval data: {exc}") from None
+    mapping = label_mapping(label_map)
     cases: list[EvalCase] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalDataError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise EvalDataError(f"{path}:{lineno}: each line must be a JSON object")
+    for lineno, obj in read_jsonl(path, EvalDataError, "eval data"):
         try:
             row = _CaseRow.model_validate(obj)
         except ValidationError as exc:
@@ -92,11 +80,7 @@ def read_cases(path: Path, labels: Sequence[str] = (), label_map: Mapping[str, s
             raise EvalDataError(f"{path}:{lineno}: {where}: {err['msg']}") from None
         label = row.label
         if label is not None and labels:
-            mapped = mapping.get(label, label)
-            if mapped not in labels:
-                via = f" (mapped to {mapped!r})" if mapped != label else ""
-                raise EvalDataError(f"{path}:{lineno}: label {label!r}{via} is not one of the task's labels {list(labels)}")
-            label = mapped
+            label = map_label(label, mapping, labels, f"{path}:{lineno}", EvalDataError)
         case_id = str(row.id) if row.id is not None else f"{Path(path).name}:{lineno}"
         if case_id in seen:
             raise EvalDataError(f"{path}:{lineno}: duplicate id {case_id!r} (first on line {seen[case_id]})")

@@ -29,6 +29,7 @@ import numpy as np
 
 from smallfirst.backends.embedding import EMBEDDING_DIM, MINILM_SHA256, MODEL_NAME, MiniLMEncoder, Window, embed_texts, shared_encoder
 from smallfirst.calibration import Calibrator, CalibratorKind, expected_calibration_error, fit_calibrator, select_calibrator_kind
+from smallfirst.jsonl import label_mapping, map_label, read_jsonl
 
 if TYPE_CHECKING:
     from smallfirst.policy import TaskSpec
@@ -177,36 +178,21 @@ def load_label_map(path: str | Path) -> dict[str, str]:
         raise DataError(f"{p}: cannot read label map: {exc}") from None
     if not isinstance(d, dict) or not all(isinstance(v, str) for k, v in d.items() if not k.startswith("_")):
         raise DataError(f"{p}: a label map is a JSON object of label -> label strings")
-    return {k: v for k, v in d.items() if not k.startswith("_")}
+    return label_mapping(d)
 
 
 def read_examples(path: Path, labels: Sequence[str], label_map: Mapping[str, str] | None = None) -> list[Example]:
     """JSONL rows {"id", "text", "label"}, labels mapped through `label_map` and checked."""
-    mapping = {k: v for k, v in (label_map or {}).items() if not k.startswith("_")}
+    mapping = label_mapping(label_map)
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read training data: {exc}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: malformed JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: each line must be a JSON object")
+    for lineno, row in read_jsonl(path, DataError, "training data"):
         text, label = row.get("text"), row.get("label")
         if not isinstance(text, str):
             raise DataError(f"{path}:{lineno}: field 'text' must be a string")
         if not isinstance(label, str):
             raise DataError(f"{path}:{lineno}: field 'label' must be a string")
-        mapped = mapping.get(label, label)
-        if mapped not in labels:
-            via = f" (mapped to {mapped!r})" if mapped != label else ""
-            raise DataError(f"{path}:{lineno}: label {label!r}{via} is not one of the task's labels {list(labels)}")
+        mapped = map_label(label, mapping, labels, f"{path}:{lineno}", DataError)
         ex_id = str(row.get("id", f"{path.name}:{lineno}"))
         if ex_id in seen:
             raise DataError(f"{path}:{lineno}: duplicate id {ex_id!r} (first on line {seen[ex_id]})")

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from smallfirst import dashboard as dash
 from smallfirst.server.admin import record_admin_event
+from smallfirst.review import REVIEW_LABELS
 
 if TYPE_CHECKING:
     from smallfirst.server.app import Service
@@ -94,8 +95,8 @@ class Dashboard:
         try:
             body = json.loads(await request.read())
             decision_id, label = str(body["decision_id"]), str(body["label"])
-            if label not in dash.REVIEW_LABELS:
-                raise ValueError(f"label must be one of {', '.join(dash.REVIEW_LABELS)}")
+            if label not in REVIEW_LABELS:
+                raise ValueError(f"label must be one of {', '.join(REVIEW_LABELS)}")
         except (ValueError, KeyError, TypeError) as exc:
             detail["error"] = f"bad review body: {exc}"
             return web.json_response({"error": detail["error"]}, status=400)
@@ -393,7 +394,7 @@ def _review_section(queue: list[dict[str, Any]], *, enabled: bool) -> str:
             did = escape(d["decision_id"])
             buttons = "".join(
                 f'<button type="button" class="review" data-decision="{did}" data-label="{lab}"'
-                f'{"" if enabled else " disabled"}>{lab}</button>' for lab in dash.REVIEW_LABELS)
+                f'{"" if enabled else " disabled"}>{lab}</button>' for lab in REVIEW_LABELS)
             rows.append(f'<tr data-decision="{did}"><td><code>{did[:12]}</code></td><td>{escape(d["task_type"] or "")}</td>'
                         f'<td>{escape(str(d["label"]))}</td><td>{_conf(d)}</td><td class="preview">{escape(d["preview"] or "")[:160]}</td>'
                         f'<td>{buttons}</td><td class="review-state" role="status"></td></tr>')
