@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--exclude", help="JSONL whose ids are held out of training (e.g. the demo set)")
     sp.add_argument("--out", help="where to write the head (default: heads/<task>.json beside the policy)")
     sp.add_argument("--folds", type=int, default=5)
+    sp.add_argument(
+        "--window", choices=("first", "last", "mean"), default="last",
+        help="which 256-token window of a long text the classifier reads: last suits logs "
+        "(failures are at the end), first suits issues and tickets (the title leads)",
+    )
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("serve", help="serve the OpenAI- and Anthropic-compatible HTTP API")
@@ -269,9 +274,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else policy.base_dir() / "heads" / f"{args.task}.json"
     command = "smallfirst " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("smallfirst") else None
     try:
+        from smallfirst.backends.embedding import Window
+
         report = train_head(
             spec, Path(args.data), out, label_map=label_map, folds=args.folds,
-            exclude_ids=exclude, command=command,
+            exclude_ids=exclude, command=command, window=Window(args.window),
         )
     except DataError as exc:
         print(f"smallfirst: {exc}", file=sys.stderr)
