@@ -23,7 +23,7 @@ from machine import describe  # noqa: E402
 
 from smallfirst.logtext import compress_log  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/logchunks-dev/logchunks_dev.jsonl")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "logchunks-dev" / "logchunks_dev.jsonl"
 _WS = re.compile(r"\s+")
 
 

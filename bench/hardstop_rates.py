@@ -1,6 +1,6 @@
 """How often each hard-stop category fires on real data, with examples to judge false positives.
 
-For each dataset in /work/shared/data: rows that trigger each category (every category checked,
+For each dataset in ../shared/data: rows that trigger each category (every category checked,
 not just the first), a few masked example excerpts per category with their rule ids, and the
 time scan() takes. BUMP's README says about 10 excerpts mention 401/403/Unauthorized/Forbidden;
 those should be access stops.
@@ -24,7 +24,7 @@ from machine import describe  # noqa: E402
 from smallfirst.hardstops import HardStops  # noqa: E402
 from smallfirst.reasons import HARD_STOP_CATEGORIES  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # shared/ beside the checkout
 DATASETS = {
     "bump": "bump/bump_failures.jsonl",
     "logchunks-dev": "logchunks-dev/logchunks_dev.jsonl",

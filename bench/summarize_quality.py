@@ -36,7 +36,7 @@ from smallfirst.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from smallfirst.logtext import compress_log, extract_error_codes, extract_identifiers, extract_paths  # noqa: E402
 from smallfirst.policy import DEFAULT_POLICY_PATH, ModelSpec, TaskSpec  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/logchunks-dev/logchunks_dev.jsonl")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "logchunks-dev" / "logchunks_dev.jsonl"
 LOCAL_INPUT_BUDGET = 4000  # what the router hands the local model (router.LOCAL_INPUT_BUDGET)
 GENERIC = {
     "error", "errors", "failed", "failure", "failures", "build", "exited", "command", "travis",

@@ -10,6 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/fakes is importable as `fakes`
 
+# The project's shared datasets sit beside the checkout (CI lays a copy of shared/ there too).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 MINIMAL_POLICY = """\
 version: 1
 models:

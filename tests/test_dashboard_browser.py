@@ -24,7 +24,9 @@ from test_router import ROUTINE
 from test_server import KEY_ENV, ServerThread, anthropic_frontier, openai_client, user  # noqa: F401
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-BUMP = Path(__file__).resolve().parents[2] / "shared" / "data" / "bump" / "bump_failures.jsonl"
+from conftest import SHARED_DATA  # noqa: E402
+
+BUMP = SHARED_DATA / "bump" / "bump_failures.jsonl"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TOKEN = "admin-token-0123456789"
 CASES = 200

@@ -11,7 +11,9 @@ from smallfirst.logtext import (
     extract_paths,
 )
 
-LOGCHUNKS = Path("/work/shared/data/logchunks-dev/logchunks_dev.jsonl")
+from conftest import SHARED_DATA  # noqa: E402
+
+LOGCHUNKS = SHARED_DATA / "logchunks-dev" / "logchunks_dev.jsonl"
 
 
 def _progress_log(n: int = 500) -> str:
@@ -134,7 +136,6 @@ def test_identifiers_cover_what_a_grounded_summary_may_cite():
     assert "the" not in ids
 
 
-@pytest.mark.skipif(not LOGCHUNKS.exists(), reason="LogChunks dev data not staged")
 def test_real_travis_logs_compress_within_budget():
     rows = [json.loads(line) for line in LOGCHUNKS.open(encoding="utf-8")][:40]
     for row in rows:
