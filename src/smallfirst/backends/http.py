@@ -161,6 +161,51 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
+class _RetryableStatus(Exception):
+    """An answer worth trying again (429, 5xx ...): carries the error to raise when out of tries."""
+
+    def __init__(self, error: HTTPBackendError, retry_after: str | None):
+        self.error, self.retry_after = error, retry_after
+
+
+async def _open(
+    url: str, data: bytes, headers: Mapping[str, str], timeout: aiohttp.ClientTimeout, attempt: int
+) -> aiohttp.ClientResponse:
+    """One attempt: a 2xx response, still open for its body (the caller releases it), or an error."""
+    resp = await session().post(url, data=data, headers=headers, timeout=timeout)
+    if 200 <= resp.status < 300:
+        return resp
+    try:
+        detail, etype = error_detail(await resp.read())
+    finally:
+        resp.release()
+    error = HTTPBackendError(server_label(url), detail, status=resp.status, attempts=attempt, error_type=etype)
+    if not is_retryable_status(resp.status):
+        raise error
+    raise _RetryableStatus(error, resp.headers.get("retry-after"))
+
+
+async def _with_retries(
+    attempt_fn: Callable[[int], Any], server: str, *, timeout_s: float, retries: int, backoff_s: float
+) -> Any:
+    """Run `attempt_fn(attempt)` until it returns, retrying transport failures and retryable
+    statuses up to `retries` times with backoff (honouring Retry-After)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await attempt_fn(attempt)
+        except _RetryableStatus as exc:
+            if attempt > retries:
+                raise exc.error from None
+            retry_after = exc.retry_after
+        except _TRANSPORT_ERRORS as exc:
+            if attempt > retries:
+                raise HTTPBackendError(server, _describe(exc, timeout_s), status=None, attempts=attempt) from exc
+            retry_after = None
+        await asyncio.sleep(retry_delay(attempt, retry_after, backoff_s=backoff_s))
+
+
 async def post_json(
     url: str,
     body: Mapping[str, Any],
@@ -175,34 +220,24 @@ async def post_json(
     hdrs = {"content-type": "application/json", **headers}
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     server = server_label(url)
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after: str | None = None
+
+    async def attempt_fn(attempt: int) -> dict[str, Any]:
+        resp = await _open(url, data, hdrs, timeout, attempt)
         try:
-            async with session().post(url, data=data, headers=hdrs, timeout=timeout) as resp:
-                raw = await resp.read()
-                if 200 <= resp.status < 300:
-                    try:
-                        answer = json.loads(raw)
-                    except ValueError:
-                        raise HTTPBackendError(
-                            server,
-                            "response is not JSON: " + raw[:80].decode("utf-8", "replace"),
-                            status=200,
-                            attempts=attempt,
-                        ) from None
-                    if not isinstance(answer, dict):
-                        raise HTTPBackendError(server, "response is not a JSON object", status=200, attempts=attempt)
-                    return answer
-                detail, etype = error_detail(raw)
-                if not is_retryable_status(resp.status) or attempt > retries:
-                    raise HTTPBackendError(server, detail, status=resp.status, attempts=attempt, error_type=etype)
-                retry_after = resp.headers.get("retry-after")
-        except _TRANSPORT_ERRORS as exc:
-            if attempt > retries:
-                raise HTTPBackendError(server, _describe(exc, timeout_s), status=None, attempts=attempt) from exc
-        await asyncio.sleep(retry_delay(attempt, retry_after, backoff_s=backoff_s))
+            raw = await resp.read()  # inside the attempt: a body that times out is retried too
+        finally:
+            resp.release()
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise HTTPBackendError(
+                server, "response is not JSON: " + raw[:80].decode("utf-8", "replace"), status=200, attempts=attempt
+            ) from None
+        if not isinstance(answer, dict):
+            raise HTTPBackendError(server, "response is not a JSON object", status=200, attempts=attempt)
+        return answer
+
+    return await _with_retries(attempt_fn, server, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
 
 
 # ---------------------------------------------------------------- server-sent events
@@ -233,29 +268,25 @@ async def post_sse(
     hdrs = {"content-type": "application/json", "accept": "text/event-stream", **headers}
     timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     server = server_label(url)
-    attempt = 0
-    while True:
-        attempt += 1
-        retry_after: str | None = None
-        try:
-            async with session().post(url, data=data, headers=hdrs, timeout=timeout) as resp:
-                if 200 <= resp.status < 300:
-                    try:
-                        async for event in _read_events(resp.content):
-                            yield event
-                    except _TRANSPORT_ERRORS as exc:
-                        raise HTTPBackendError(
-                            server, "stream broke: " + _describe(exc, timeout_s), status=200, attempts=attempt
-                        ) from exc
-                    return
-                detail, etype = error_detail(await resp.read())
-                if not is_retryable_status(resp.status) or attempt > retries:
-                    raise HTTPBackendError(server, detail, status=resp.status, attempts=attempt, error_type=etype)
-                retry_after = resp.headers.get("retry-after")
-        except _TRANSPORT_ERRORS as exc:
-            if attempt > retries:
-                raise HTTPBackendError(server, _describe(exc, timeout_s), status=None, attempts=attempt) from exc
-        await asyncio.sleep(retry_delay(attempt, retry_after, backoff_s=backoff_s))
+    resp, attempts = await _with_retries(
+        lambda attempt: _open_counted(url, data, hdrs, timeout, attempt),
+        server, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+    )
+    try:
+        async for event in _read_events(resp.content):
+            yield event
+    except _TRANSPORT_ERRORS as exc:
+        raise HTTPBackendError(
+            server, "stream broke: " + _describe(exc, timeout_s), status=200, attempts=attempts
+        ) from exc
+    finally:
+        resp.release()
+
+
+async def _open_counted(
+    url: str, data: bytes, headers: Mapping[str, str], timeout: aiohttp.ClientTimeout, attempt: int
+) -> tuple[aiohttp.ClientResponse, int]:
+    return await _open(url, data, headers, timeout, attempt), attempt
 
 
 async def _read_events(stream: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:
