@@ -390,13 +390,20 @@ class AuditLog:
 # ---------------------------------------------------------------------- reading
 
 
-def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None) -> list[dict[str, Any]]:
-    """Most recent decisions first. Opens the database read-only, so a typo'd path errors."""
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection with rows by column name. Read-only, so a typo'd path is an error
+    rather than a new empty store."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0)
     conn.row_factory = sqlite3.Row
+    return conn
+
+
+def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None) -> list[dict[str, Any]]:
+    """Most recent decisions first."""
+    conn = open_readonly(path)
     try:
         sql = "SELECT * FROM decisions"
         args: list[Any] = []
@@ -411,8 +418,7 @@ def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None)
 
 
 def iter_all(path: str | Path) -> Iterable[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    conn = open_readonly(path)
     try:
         for r in conn.execute("SELECT * FROM decisions ORDER BY ts"):
             yield decode_row(r)

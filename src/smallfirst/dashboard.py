@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from smallfirst.audit import decode_row
+from smallfirst.audit import decode_row, open_readonly
 
 WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}
 ALL = "*"  # the task_type key of the totals, as in /metrics
@@ -100,10 +100,12 @@ class Summary:
 
 def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
     """Read-only unless `write`, so a typo'd path errors instead of creating an empty store."""
+    if not write:
+        return open_readonly(path)
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(p if write else f"file:{p}?mode=ro", uri=not write, timeout=5.0)
+    conn = sqlite3.connect(p, timeout=5.0)
     conn.row_factory = sqlite3.Row
     return conn
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
+from smallfirst.audit import open_readonly
 from smallfirst.policy import DEFAULT_POLICY_PATH, Policy, parse_policy
 
 
@@ -39,11 +40,10 @@ def compare_audit(db_path: str | Path, task: str, *, since_s: float | None = Non
     is right when it would also answer locally with the same label), `escalate` means the request
     had to go to the frontier (so a model is right when its gate would have escalated).
     """
-    p = Path(db_path)
-    if not p.exists():
-        raise RotationError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    try:
+        conn = open_readonly(db_path)
+    except FileNotFoundError as exc:
+        raise RotationError(str(exc)) from None
     try:
         have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
         if "candidate_model" not in have:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Literal
+
+from smallfirst.audit import open_readonly
 
 TEXT_AGREE_JACCARD = 0.5
 _WORD = re.compile(r"[a-z0-9_]+")
@@ -101,15 +102,6 @@ def parse_since(s: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
 
 
-def _connect_ro(path: str | Path) -> sqlite3.Connection:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
 # The local machine cost of one decision, from its measured local latency and the policy's price.
 _LOCAL_COST = "(COALESCE(json_extract(latency_ms, '$.local'), 0) / 3600000.0 * :usd_per_hour)"
 _FALSE_ACCEPT = "(route_candidate = 'local' AND (shadow_agree = 0 OR review_label = 'escalate'))"
@@ -122,7 +114,7 @@ def shadow_report(path: str | Path, since_s: float, usd_per_hour: float, now: fl
     the local machine cost, since shadow runs both) minus the local machine cost."""
     args = {"since": (now if now is not None else time.time()) - since_s, "usd_per_hour": usd_per_hour}
     where = "mode = 'shadow' AND ts >= :since"
-    conn = _connect_ro(path)
+    conn = open_readonly(path)
     try:
         tasks = [
             dict(r)

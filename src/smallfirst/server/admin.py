@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from smallfirst.audit import open_readonly
 from smallfirst.policy import Policy, PolicyError, load_policy
 
 if TYPE_CHECKING:
@@ -156,8 +157,7 @@ def record_admin_event(db_path: str | Path, event: dict[str, Any]) -> None:
 
 
 def read_admin_events(db_path: str | Path, limit: int = 50) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{Path(db_path)}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
+    conn = open_readonly(db_path)
     try:
         rows = conn.execute("SELECT * FROM admin_events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     except sqlite3.OperationalError:  # no admin call yet: no table
