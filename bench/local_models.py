@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from machine import describe, percentile  # noqa: E402
+from machine import describe, percentile, time_calls  # noqa: E402
 
 from smallfirst.backends.embedding import EmbeddingBackend  # noqa: E402
 from smallfirst.backends.llamacpp import LlamaCppBackend  # noqa: E402
@@ -29,15 +29,6 @@ from smallfirst.router import LOCAL_INPUT_BUDGET  # noqa: E402
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 SHORT = "npm test failed: 3 assertions failed in test/api.spec.ts, expected 200 got 500"
-
-
-def timed(fn, inputs, n):
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(inputs[i % len(inputs)])
-        times.append((time.perf_counter() - t) * 1000)
-    return times
 
 
 def row(model, case, times):
@@ -69,16 +60,16 @@ def main() -> None:
     classify = policy.tasks["classify_issue"]
     zero_shot = classify.model_copy(update={"head": None})
     emb.complete_sync(compressed[0], classify)  # warm-up
-    row("all-MiniLM-L6-v2", "classify_issue, trained head, BUMP log", timed(lambda x: emb.complete_sync(x, classify), compressed, args.n))
-    row("all-MiniLM-L6-v2", "classify_issue, zero-shot, short text", timed(lambda x: emb.complete_sync(x, zero_shot), [SHORT], args.n))
+    row("all-MiniLM-L6-v2", "classify_issue, trained head, BUMP log", time_calls(lambda x: emb.complete_sync(x, classify), compressed, args.n))
+    row("all-MiniLM-L6-v2", "classify_issue, zero-shot, short text", time_calls(lambda x: emb.complete_sync(x, zero_shot), [SHORT], args.n))
 
     long_log = [c for c in compressed if len(c) > 3500][:3] or compressed[:3]
     summarize, shape = policy.tasks["summarize_log"], policy.tasks["shape_json"]
     gemma_classify = classify.model_copy(update={"model": "local_default", "head": None})
     for name, spec in (("classify (6 labels)", gemma_classify), ("shape_json (grammar)", shape), ("summarize_log", summarize)):
         gem.complete_sync(SHORT, spec)  # warm-up per mode
-        row("gemma-3-270m-q4_k_m", f"{name}, short", timed(lambda x: gem.complete_sync(x, spec), [SHORT], args.gemma_n))
-        row("gemma-3-270m-q4_k_m", f"{name}, ~4k-char log", timed(lambda x: gem.complete_sync(x, spec), long_log, args.gemma_n))
+        row("gemma-3-270m-q4_k_m", f"{name}, short", time_calls(lambda x: gem.complete_sync(x, spec), [SHORT], args.gemma_n))
+        row("gemma-3-270m-q4_k_m", f"{name}, ~4k-char log", time_calls(lambda x: gem.complete_sync(x, spec), long_log, args.gemma_n))
     gem.close()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from typing import Any, Callable, Sequence
 
 
 def describe() -> str:
@@ -35,3 +37,13 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
     return s[k]
+
+
+def time_calls(fn: Callable[[Any], Any], inputs: Sequence[Any], n: int) -> list[float]:
+    """Milliseconds per call of fn over n calls, cycling through inputs."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(inputs[i % len(inputs)])
+        times.append((time.perf_counter() - t) * 1000)
+    return times

@@ -18,12 +18,11 @@ import asyncio
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from machine import describe, percentile  # noqa: E402
+from machine import describe, percentile, time_calls  # noqa: E402
 
 from smallfirst.audit import AuditLog  # noqa: E402
 from smallfirst.gate import check_gate  # noqa: E402
@@ -52,15 +51,6 @@ def load_inputs(data: Path, size: int, count: int = 50) -> list[str]:
         if len(out) == count:
             break
     return out
-
-
-def timeit(fn, inputs: list[str], n: int) -> list[float]:
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(inputs[i % len(inputs)])
-        times.append((time.perf_counter() - t) * 1000)
-    return times
 
 
 def main() -> None:
@@ -100,8 +90,8 @@ def main() -> None:
                 ),
             }
             for name, fn in stages.items():
-                timeit(fn, inputs, 200)  # warm-up
-                times = timeit(fn, inputs, args.n)
+                time_calls(fn, inputs, 200)  # warm-up
+                times = time_calls(fn, inputs, args.n)
                 p50, p99 = percentile(times, 50), percentile(times, 99)
                 print(f"{size:>6} {name:<30} {p50:>8.3f} {p99:>8.3f}")
                 summary[(size, name)] = (p50, p99)
