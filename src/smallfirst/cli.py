@@ -15,9 +15,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
+from smallfirst.paths import DEFAULT_AUDIT, default_audit
 from smallfirst.policy import Policy, PolicyError, load_policy
 
-DEFAULT_AUDIT = "smallfirst-audit.db"
 DEMO_LOGS = Path(str(files("smallfirst") / "data" / "demo" / "ci_logs.jsonl"))
 
 
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         if audit:
             sp.add_argument(
                 "--audit",
-                default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
+                default=default_audit(),
                 help=f"audit SQLite file (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
             )
 
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("audit", help="read the audit trail")
     asub = sp.add_subparsers(metavar="ACTION")
     tp = asub.add_parser("tail", help="most recent decisions")
-    tp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT))
+    tp.add_argument("--audit", default=default_audit())
     tp.add_argument("-n", "--limit", type=int, default=20)
     tp.add_argument("--task", help="only this task type")
     tp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="serve the OpenAI- and Anthropic-compatible HTTP API")
     common(sp)
+    sp.add_argument("--learn-db", help="learn store for tasks with learn: (default: <audit>.learn.db beside the audit)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8787)
     sp.set_defaults(func=cmd_serve)
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     register(sub, common)
     from smallfirst.review_cli import register as register_review; register_review(sub, common)  # noqa: E702
     from smallfirst.rotation_cli import register as register_rotation; register_rotation(sub, common)  # noqa: E702
+    from smallfirst.learn_cli import register as register_learn; register_learn(sub, common)  # noqa: E702
     return p
 
 
@@ -311,7 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from smallfirst.server import serve
 
-    serve(args.policy, args.audit, args.host, args.port)
+    serve(args.policy, args.audit, args.host, args.port, learn_path=args.learn_db)
     return 0
 
 

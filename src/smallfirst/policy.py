@@ -68,6 +68,20 @@ class PriceSpec(_Strict):
     usd_per_hour: float | None = Field(None, ge=0)  # local machine time
 
 
+class LearnSpec(_Strict):
+    """Learning from escalations (smallfirst.learn): the frontier's label for an escalated input
+    is kept as a training example, and `smallfirst learn` trains a candidate head from them."""
+
+    # Keep the input text (masked like the audit preview) beside its embedding, so a later
+    # encoder can re-embed it. Off: only the embedding, label and hashes are kept.
+    keep_inputs: bool = False
+    retention_days: float = Field(90.0, gt=0)  # applies to everything kept, text or not
+    every: int | None = Field(None, ge=1)  # the service runs learn after this many new learned examples
+    promote: Literal["candidate", "gate"] = "candidate"  # candidate: shadow it first; gate: promote if it passes
+    min_examples: int = Field(20, ge=1)  # fewer kept examples than this: no run, "too little data"
+    max_false_accept: float = Field(0.05, gt=0, lt=1)  # Clopper-Pearson bound a candidate must meet
+
+
 class TaskSpec(_Strict):
     name: str = ""  # filled from the mapping key
     description: str = ""
@@ -97,6 +111,7 @@ class TaskSpec(_Strict):
     timeout_s: float | None = Field(None, gt=0)  # local call timeout; default: the model's
     compress_input: bool | None = None  # default: on for log-like tasks (name contains "log")
     tool_use: Literal["frontier", "local"] | None = None  # a request carrying tools; default: the policy's
+    learn: LearnSpec | None = None  # learning from escalations; labelled tasks only
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -117,6 +132,8 @@ class TaskSpec(_Strict):
             raise ValueError(f"label_descriptions has labels not in labels: {stray}")
         if self.local and not self.model:
             raise ValueError("a task with local: true needs model (a key under models)")
+        if self.learn is not None and not self.labels:
+            raise ValueError("learn needs labels: a kept example is the frontier's answer parsed as one of them")
         if self.schema_ is not None:
             from jsonschema import Draft202012Validator
             from jsonschema.exceptions import SchemaError
@@ -294,9 +311,11 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
                 raise PolicyError(source, line, ".".join(loc), f"{ref!r} is not defined under models")
         for field_name, head_ref in (("head", task.head), ("candidate_head", task.candidate_head)):
             head = policy.resolve_path(head_ref) if head_ref else None
-            if head is not None and not head.is_file():
-                line, loc = _line_of(root, ("tasks", key, field_name), "")
-                raise PolicyError(source, line, ".".join(loc), f"trained head {str(head)!r} does not exist")
+            if head is not None:
+                problem = f"trained head {str(head)!r} does not exist" if not head.is_file() else _head_problem(head)
+                if problem:
+                    line, loc = _line_of(root, ("tasks", key, field_name), "")
+                    raise PolicyError(source, line, ".".join(loc), problem)
         if task.calibration:
             from smallfirst.calibration import load_calibration
 
@@ -310,6 +329,19 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
             line, loc = _line_of(root, ("rollout", "task_modes", key), "")
             raise PolicyError(source, line, ".".join(loc), f"{key!r} is not a task under tasks")
     return policy
+
+
+def _head_problem(path: Path) -> str | None:
+    """Why a trained head cannot be used (corrupt, truncated, edited after it was written), or
+    None. Checked when a policy loads, so a bad head is refused before it could serve: an admin
+    reload keeps the old policy, a promotion is not written."""
+    from smallfirst.heads import HeadError, load_head
+
+    try:
+        load_head(path)
+    except HeadError as exc:
+        return str(exc)
+    return None
 
 
 def _reject_duplicate_keys(node: yaml.Node, source: str, loc: tuple[str, ...]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import math
 import os
 import time
@@ -31,6 +32,8 @@ from smallfirst.hardstops import HardStops
 from smallfirst.policy import ModelSpec, Policy, TaskSpec
 from smallfirst.reasons import FallbackReason
 from smallfirst.tasks import Check, FrontierAnswer, HardStopMatch, LocalOutput, Task
+
+log = logging.getLogger("smallfirst.router")
 
 NO_FRONTIER = "escalated; no frontier configured"
 # What the compressor hands a local model: enough for the failure and its context, small enough
@@ -158,9 +161,11 @@ class Router:
         *,
         audit: AuditLog | None = None,
         backends: dict[str, Any] | None = None,
+        learn: Any = None,
     ):
         self.policy = policy
         self.audit = audit
+        self.learn = learn  # smallfirst.learn_store.LearnLog: frontier answers of learning tasks
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
@@ -366,6 +371,7 @@ class Router:
             local=d.local,
             hard_stop=d.hard_stop,
             compress=compress or bool(spec and spec.compress_on),
+            labels=tuple(spec.labels) if spec else (),
         )
         found = self.policy.frontier_spec(spec)
         if found is None or not frontier_configured(found[1]):
@@ -522,7 +528,41 @@ class Router:
                     **_candidate_columns(d.candidate),
                 )
             )
+        if record and self.learn is not None and frontier is not None and outcome == "answered_frontier":
+            self._keep_for_learning(d, frontier)
         return result
+
+    def _keep_for_learning(self, d: _Decision, frontier: FrontierAnswer) -> None:
+        """Hand a learning task's frontier answer to the learn store. Only a queue put here: the
+        label, the embedding and the masking are done on the learn writer's thread, and a
+        failing store never fails the request."""
+        spec = d.spec
+        if spec is None or spec.learn is None or not spec.labels:
+            return
+        from smallfirst.learn_store import LearnCapture
+
+        local = d.local
+        extra = local.extra if local is not None and local.extra else {}
+        try:
+            self.learn.submit(LearnCapture(
+                decision_id=d.decision_id, ts=time.time(), task_type=spec.name, labels=tuple(spec.labels),
+                frontier_text=frontier.text, frontier_model=frontier.model,
+                reason=d.reason.value if d.reason else None,
+                hard_stop=d.hard_stop.category if d.hard_stop else None,
+                local_label=local.label if local else None,
+                keep_inputs=spec.learn.keep_inputs, retention_days=spec.learn.retention_days, text=d.text,
+                embedding=extra.get("embedding"), embedding_identity=extra.get("embedding_identity"),
+                embed=functools.partial(self._embedding_for_learning, d.text, spec),
+            ))
+        except Exception:
+            log.exception("learn: could not keep decision %s", d.decision_id)
+
+    def _embedding_for_learning(self, text: str, spec: TaskSpec) -> Any:
+        """(embedding, identity) of `text` as the task's local model reads it, or None when that
+        model does not embed (the example is then kept only if its text is)."""
+        backend = self._backend(spec.model) if spec.model else None
+        embed = getattr(backend, "embed", None)
+        return embed(_local_input(text, spec), spec) if embed is not None else None
 
     # ------------------------------------------------------------------ helpers
 

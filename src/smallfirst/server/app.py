@@ -74,12 +74,14 @@ class Service:
         audit_path: str | Path | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         warm: bool = True,
+        learn: Any = None,
     ):
         self.metrics = Metrics(known_tasks=lambda: self.router.policy.tasks)
         self.audit = audit
         if audit is not None:
             self.metrics.watch_audit(audit)
-        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends)  # type: ignore[arg-type]
+        self.learn = learn  # smallfirst.learn_store.LearnLog, for tasks with learn: in the policy
+        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends, learn=learn)  # type: ignore[arg-type]
         self.classifier = classifier or TaskClassifier()
         self.base_policy = policy  # as read from its file; admin overrides are applied on top
         self.overrides = admin.Overrides()
@@ -94,6 +96,10 @@ class Service:
         self._warm_task: asyncio.Task[None] | None = None
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         self.metrics.ready.set(1 if self.ready else 0)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.learning: Any = None  # smallfirst.learn.LearnSchedule
+        if learn is not None:
+            self._attach_learning(learn)
 
     # ------------------------------------------------------------------ policy and readiness
 
@@ -104,6 +110,30 @@ class Service:
         self.router.set_policy(policy)
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         return policy
+
+    def _attach_learning(self, learn: Any) -> None:
+        """`learn: {every: N}`: the learn writer tells the schedule what it stored; a run that
+        changes the policy file (a new candidate, a promotion) is loaded for the next request."""
+        from smallfirst.learn import LearnSchedule
+        from smallfirst.learn_store import LearnCollector
+
+        self.learning = schedule = LearnSchedule(getattr(learn.store, "path", ""), self.policy_path, self.audit_path,
+                                                 lambda: self.router.policy, on_done=self._learned)
+        learn.on_written = lambda tasks: schedule.check(tasks, learn.store)
+        self.metrics.registry.register(LearnCollector(
+            learn, runs=lambda: [(t, o, n) for (t, o), n in schedule.outcomes.items()], running=schedule.running))
+
+    def _learned(self, task: str, result: dict[str, Any] | None, returncode: int) -> None:
+        if result and result.get("outcome") in ("promoted", "candidate") and self.policy_path and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._reload_policy_file)
+
+    def _reload_policy_file(self) -> None:
+        from smallfirst.policy import PolicyError, load_policy
+
+        try:
+            self.install(load_policy(self.policy_path), self.overrides)
+        except PolicyError as exc:  # the old policy keeps serving
+            log.error("policy not reloaded after a learn run: %s", exc)
 
     def start_warming(self) -> None:
         self.ready = False
@@ -362,7 +392,7 @@ def _check_schema(req: ChatRequest) -> None:
 
 def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     """The aiohttp application; keyword arguments are Service's (audit, backends, classifier,
-    admin_token, policy_path, audit_path, max_body_bytes, warm)."""
+    admin_token, policy_path, audit_path, max_body_bytes, warm, learn)."""
     kwargs.setdefault("admin_token", os.environ.get("SMALLFIRST_ADMIN_TOKEN"))
     service = Service(policy, **kwargs)
     app = web.Application(client_max_size=service.max_body_bytes)
@@ -378,6 +408,7 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     register_dashboard(app, service)
 
     async def on_startup(app: web.Application) -> None:
+        service.loop = asyncio.get_running_loop()
         if service.warm_on_start:
             service.start_warming()
 
@@ -388,6 +419,8 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
         await http.aclose()
         if service.audit is not None:
             await asyncio.to_thread(service.audit.close)
+        if service.learn is not None:
+            await asyncio.to_thread(service.learn.close)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -395,18 +428,23 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
 
 
 def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.1", port: int = 8787,
-          *, warm: bool = True) -> None:
-    """`smallfirst serve`: load the policy, open the audit store, serve until interrupted."""
+          *, warm: bool = True, learn_path: str | None = None) -> None:
+    """`smallfirst serve`: load the policy, open the audit store (and the learn store when a task
+    learns), serve until interrupted."""
+    from smallfirst.learn_store import LearnLog, learn_store_path
     from smallfirst.policy import load_policy
 
     policy = load_policy(policy_path)
     audit = AuditLog.sqlite(audit_path) if audit_path else None
-    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm)
+    learn = None
+    if any(t.learn is not None for t in policy.tasks.values()) and (learn_path or audit_path):
+        learn = LearnLog.sqlite(learn_path or learn_store_path(audit_path or ""))
+    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm, learn=learn)
     service = app[SERVICE]
     admin_state = "on" if service.admin_token else "off (set SMALLFIRST_ADMIN_TOKEN)"
     print(f"smallfirst serve: http://{host}:{port}/v1  policy {policy.source} ({policy.version_tag}); "
-          f"audit {audit_path or 'off'}; admin API {admin_state}; models load in the background (GET /readyz)",
-          flush=True)
+          f"audit {audit_path or 'off'}; learn store {learn.store.path if learn else 'off'}; admin API {admin_state}; "
+          "models load in the background (GET /readyz)", flush=True)
     run(app, host, port)
 
 

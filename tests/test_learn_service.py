@@ -1,0 +1,101 @@
+"""The learning loop end to end, through the real service on the real embedding model (slow).
+
+A head trained on Maven failures meets pytest failures it has never seen: novel, so they
+escalate; the frontier (faked at the wire, OpenAI protocol) answers each with its label; the
+service keeps the answers, runs `smallfirst learn` in the background every few of them, the
+candidate passes the release gate and is promoted (`learn: {promote: gate}`), and the same kind of
+input is then answered locally and no longer novel.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from fakes import FakeOpenAI, Reply
+from smallfirst.audit import AuditLog
+from smallfirst.learn_store import LearnLog, SQLiteLearnStore
+from smallfirst.policy import load_policy
+from smallfirst.server.admin import read_admin_events
+from smallfirst.train import train_head
+from test_server import KEY, KEY_ENV, ServerThread, openai_client, user
+from test_train import UPPER, _synthetic_rows, _write_jsonl
+
+POLICY = """\
+version: 1
+models:
+  clf: {{provider: embedding}}
+  frontier_default: {{provider: openai_compat, name: gpt-frontier, base_url: '{url}', api_key_env: {key_env}, retries: 0, timeout_s: 10}}
+tasks:
+  triage:
+    description: Why did the CI build fail?
+    model: clf
+    labels: [build, test, dependency, unknown]
+    escalate_labels: [unknown]
+    min_confidence: 0.7
+    head: heads/triage.json
+    learn: {{every: 16, promote: gate, min_examples: 10, max_false_accept: 0.1}}
+"""
+
+
+def pytest_failure(rng: random.Random) -> str:
+    """A Python project's failing test run: a kind of log the Maven-trained head never saw."""
+    mod, fn = rng.choice(["orders", "billing", "auth", "cache", "search"]), rng.choice(["total", "refund", "expiry", "merge"])
+    a, b = rng.randint(1, 99), rng.randint(100, 999)
+    return (f"============================= test session starts ==============================\n"
+            f"collected {rng.randint(20, 400)} items\n\ntests/test_{mod}.py ..F..\n\n"
+            f"=================================== FAILURES ===================================\n"
+            f"_____________________________ test_{fn}_{mod} _____________________________\n"
+            f"    def test_{fn}_{mod}():\n>       assert compute_{fn}({a}) == {b}\nE       assert {a * 3} == {b}\n\n"
+            f"tests/test_{mod}.py:{rng.randint(10, 300)}: AssertionError\n"
+            f"=========================== short test summary info ============================\n"
+            f"FAILED tests/test_{mod}.py::test_{fn}_{mod} - assert {a * 3} == {b}\n"
+            f"========================= 1 failed, {rng.randint(5, 300)} passed in {rng.random() * 9:.2f}s =========================\n")
+
+
+@pytest.mark.slow
+def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    data = _write_jsonl(tmp_path / "maven.jsonl", _synthetic_rows(per_label=20))
+    with FakeOpenAI.start_in_thread(api_key=KEY) as frontier:
+        policy_path = tmp_path / "policy.yaml"
+        policy_path.write_text(POLICY.format(url=frontier.base_url, key_env=KEY_ENV), encoding="utf-8")
+        policy_text = policy_path.read_text().replace("    head: heads/triage.json\n", "")
+        from smallfirst.policy import parse_policy
+
+        train_head(parse_policy(policy_text).tasks["triage"], data, tmp_path / "heads" / "triage.json",
+                   label_map=UPPER, command="pytest")
+        policy = load_policy(policy_path)
+        audit = AuditLog.sqlite(tmp_path / "audit.db")
+        learn = LearnLog.sqlite(tmp_path / "audit.learn.db")
+        rng = random.Random(7)
+        frontier.reply_fn = lambda body: Reply("test")  # the frontier's answer: the case's gold label
+        with ServerThread(policy, audit=audit, learn=learn, policy_path=policy_path) as srv:
+            client = openai_client(srv)
+
+            def ask(text: str) -> dict[str, str]:
+                raw = client.chat.completions.with_raw_response.create(model="smallfirst/triage", messages=user(text))
+                return {**raw.headers, "answer": raw.parse().choices[0].message.content}
+
+            first = [ask(pytest_failure(rng)) for _ in range(20)]
+            assert {h["x-smallfirst-reason"] for h in first} == {"hard_stop_novel"}
+            assert {h["answer"] for h in first} == {"test"}  # the frontier answered each
+            assert learn.flush(timeout=60)
+            assert srv.service.learning.wait(timeout=600)
+            deadline = time.monotonic() + 30
+            while srv.service.router.policy.tasks["triage"].head == "heads/triage.json" and time.monotonic() < deadline:
+                time.sleep(0.1)  # the service loads the promoted head for the next request
+            spec = srv.service.router.policy.tasks["triage"]
+            assert spec.head != "heads/triage.json" and spec.previous_head == "heads/triage.json", spec
+            later = [ask(pytest_failure(rng)) for _ in range(10)]
+            metrics = srv.get("/metrics")[2]
+        assert [h["x-smallfirst-route"] for h in later] == ["local"] * 10, [h["x-smallfirst-reason"] for h in later]
+        assert {h["answer"] for h in later} == {"test"}
+        assert 'smallfirst_learn_runs_total{outcome="promoted",task_type="triage"}' in metrics
+        assert 'smallfirst_learn_examples_total{state="kept",task_type="triage"}' in metrics
+    store = SQLiteLearnStore(tmp_path / "audit.learn.db")
+    run = store.runs("triage")[-1]
+    assert run["outcome"] == "promoted" and run["detail"]["held_back_report"]["n"] >= 3
+    assert any(e["action"] == "learn" and e["detail"]["outcome"] == "promoted" for e in read_admin_events(tmp_path / "audit.db"))
