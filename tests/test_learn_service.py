@@ -55,8 +55,18 @@ def pytest_failure(rng: random.Random) -> str:
             f"========================= 1 failed, {rng.randint(5, 300)} passed in {rng.random() * 9:.2f}s =========================\n")
 
 
+@pytest.fixture
+def one_blas_thread():
+    """As `smallfirst serve` runs (cmd_serve): on a busy machine several BLAS threads per model
+    call thrash, and a request can take longer than the local model's timeout."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.mark.slow
-def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypatch):
+def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypatch, one_blas_thread):
     monkeypatch.setenv(KEY_ENV, KEY)
     data = _write_jsonl(tmp_path / "maven.jsonl", _synthetic_rows(per_label=20))
     with FakeOpenAI.start_in_thread(api_key=KEY) as frontier:
@@ -99,3 +109,37 @@ def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypat
     run = store.runs("triage")[-1]
     assert run["outcome"] == "promoted" and run["detail"]["held_back_report"]["n"] >= 3
     assert any(e["action"] == "learn" and e["detail"]["outcome"] == "promoted" for e in read_admin_events(tmp_path / "audit.db"))
+
+
+def test_a_tampered_candidate_head_is_refused_on_reload_and_the_current_policy_keeps_serving(tmp_path, monkeypatch):
+    import numpy as np
+
+    from smallfirst.backends.embedding import MINILM_SHA256
+    from smallfirst.heads import write_head
+    from smallfirst.train import fit_head
+    from test_server import stub_backends
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 384))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fit = fit_head(x, np.repeat([0, 1, 2], 10), ["build", "test", "dependency"], task="triage",
+                   embedding_sha256=MINILM_SHA256, folds=3)
+    for name in ("triage.json", "learned.json"):
+        write_head(fit.head, tmp_path / "heads" / name)
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY.format(url="http://127.0.0.1:9/v1", key_env="SMALLFIRST_TEST_NO_SUCH_KEY"), encoding="utf-8")
+    token = "admin-token-0123456789"
+    with ServerThread(load_policy(path), backends={"clf": stub_backends()["local_classifier"]}, admin_token=token,
+                      policy_path=path) as srv:
+        before = srv.service.router.policy.version_tag
+        learned = tmp_path / "heads" / "learned.json"
+        learned.write_text(learned.read_text().replace('"intercept": [', '"intercept": [0.25, '), encoding="utf-8")
+        path.write_text(path.read_text().replace("    head: heads/triage.json\n",
+                                                 "    head: heads/triage.json\n    candidate: clf\n"
+                                                 "    candidate_head: heads/learned.json\n"), encoding="utf-8")
+        status, _, body = srv.post("/admin/policy/reload", {}, {"Authorization": f"Bearer {token}"})
+        assert status == 422 and "candidate_head" in body["error"] and "content hash mismatch" in body["error"]
+        assert srv.service.router.policy.version_tag == before
+        raw = openai_client(srv).chat.completions.with_raw_response.create(model="smallfirst/triage",
+                                                                           messages=user("[ERROR] cannot find symbol"))
+        assert raw.headers["x-smallfirst-route"] == "local"

@@ -162,7 +162,7 @@ def _edited_head(trained, tmp_path: Path, *, rehash: bool = True, **changes) -> 
         doc["content_sha256"] = _content_sha256(doc)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
-    examples_path(bad).write_bytes(examples_path(out).read_bytes())
+    (tmp_path / doc["examples"]["file"]).write_bytes(examples_path(out).read_bytes())
     return bad
 
 
@@ -170,7 +170,7 @@ def _edited_head(trained, tmp_path: Path, *, rehash: bool = True, **changes) -> 
 def test_head_trained_on_another_embedding_model_is_refused(trained, tmp_path):
     bad = _edited_head(trained, tmp_path, embedding_sha256="0" * 64)
     with pytest.raises(HeadError, match="retrain the head") as err:
-        load_head(bad)
+        load_head(bad, embedding_sha256=MINILM_SHA256)
     assert str(bad) in str(err.value) and "0" * 64 in str(err.value) and MINILM_SHA256 in str(err.value)
 
 
@@ -194,7 +194,7 @@ def test_a_head_edited_after_it_was_written_is_refused_by_its_content_hash(train
 @pytest.mark.slow
 def test_a_head_whose_training_embeddings_changed_or_vanished_is_refused(trained, tmp_path):
     bad = _edited_head(trained, tmp_path)
-    npz = examples_path(bad)
+    npz = tmp_path / json.loads(bad.read_text())["examples"]["file"]
     npz.write_bytes(npz.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(HeadError, match="examples file .* has sha256"):
         load_head(bad)

@@ -436,12 +436,12 @@ class LearnLog:
             tasks = {r["task_type"] for r in self._pending if r["label"] is not None}
             if self._write_pending():
                 backoff = 0.05
-                self._done(n)
                 if tasks and self.on_written is not None:
-                    try:
+                    try:  # before _done: whoever flushed sees a run this batch started
                         self.on_written(tasks)
                     except Exception:  # the schedule's problem must not stop the writer
                         log.exception("learn schedule callback failed")
+                self._done(n)
             elif n > self.max_pending:
                 self._spill(self._pending)
                 self._pending = []
