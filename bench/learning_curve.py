@@ -11,7 +11,7 @@ gate}`: a candidate that passes the release gate is promoted, one that fails is 
 waits for each learn run before the next case, so a run is repeatable.
 
 Per window of `--window` cases it prints: local acceptance, accuracy on the locally accepted,
-hard-stop false accepts (a case that must escalate - gold label in escalate_labels, must_escalate
+hard-stop false accepts (a case that must escalate - gold label security or access, must_escalate
 or hard_stop - answered locally), novel escalations, and the learn runs that ended in the window.
 
 Data: JSONL `{"id", "text", "label", "must_escalate"?, "hard_stop"?}`, several files concatenated
@@ -56,8 +56,10 @@ from smallfirst.train import load_label_map  # noqa: E402
 KEY_ENV = "SMALLFIRST_BENCH_FRONTIER_KEY"
 
 
-def policy_text(labels: list[str], head: str, frontier_url: str, every: int, promote: str, min_conf: float) -> str:
+def policy_text(labels: list[str], head: str, frontier_url: str, every: int, promote: str, min_conf: float,
+                max_false_accept: float | None) -> str:
     bundled = load_policy(None).tasks["classify_issue"]
+    mfa = f", max_false_accept: {max_false_accept}" if max_false_accept is not None else ""
     return f"""\
 version: 1
 models:
@@ -73,7 +75,7 @@ tasks:
     escalate_labels: {json.dumps(bundled.escalate_labels)}
     max_input_chars: {bundled.max_input_chars}
     compress_input: true
-    learn: {{every: {every}, promote: {promote}, min_examples: {max(10, every // 2)}, retention_days: 365}}
+    learn: {{every: {every}, promote: {promote}, min_examples: {max(10, every // 2)}, retention_days: 365{mfa}}}
 hard_stops: {json.dumps(load_policy(None).hard_stops)}
 """
 
@@ -135,6 +137,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="shuffle seed for the stream")
     ap.add_argument("--no-shuffle", action="store_true", help="stream the files in their own order")
     ap.add_argument("--promote", choices=("gate", "candidate"), default="gate")
+    ap.add_argument("--max-false-accept", type=float, help="learn.max_false_accept (default: the policy default)")
     ap.add_argument("--min-confidence", type=float, default=load_policy(None).tasks["classify_issue"].min_confidence)
     ap.add_argument("--warmup", type=int, default=300, help="cases before the target is judged")
     ap.add_argument("--keep", help="keep the service's folder (policy, heads, audit, learn store) here")
@@ -178,13 +181,15 @@ def main() -> int:
     frontier = FakeOpenAI.start_in_thread(api_key="bench-key", reply=lambda body: Reply(gold["label"]))
     policy_path = folder / "policy.yaml"
     policy_path.write_text(policy_text(labels, f"heads/{head_name}", frontier.base_url, args.every, args.promote,
-                                       args.min_confidence), encoding="utf-8")
+                                       args.min_confidence, args.max_false_accept), encoding="utf-8")
     audit = AuditLog.sqlite(folder / "audit.db")
     learn = LearnLog.sqlite(folder / "audit.learn.db")
     srv = Service(policy_path, audit, learn)
     while srv.get("/readyz")[0] != 200:
         time.sleep(0.2)
-    escalate = set(bundled.escalate_labels)
+    # A hard-stop false accept: a case whose gold label is a hard-stop category (security, access)
+    # or that is marked must_escalate / hard_stop, answered locally.
+    hard_stop_labels = {"security", "access"}
     print(f"\n{'cases':>11} {'local':>7} {'acc. local':>10} {'hard-stop FA':>12} {'novel':>6} {'learn runs (outcome)'}")
     rows: list[dict[str, Any]] = []
     seen_runs = 0
@@ -195,7 +200,7 @@ def main() -> int:
             h, answer = srv.classify(case.text)
             local = h["x-smallfirst-route"] == "local"
             rows.append({"local": local, "correct": answer == case.label,
-                         "must_escalate": case.escalates or case.label in escalate,
+                         "must_escalate": case.escalates or case.label in hard_stop_labels,
                          "novel": h["x-smallfirst-reason"] == "hard_stop_novel"})
             if not local:
                 learn.flush(60)

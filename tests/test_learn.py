@@ -68,7 +68,7 @@ def space():
 def setup(tmp_path, space):
     """A policy whose task has a base head trained on kinds 0, 1, 2 (build, test, dependency)."""
 
-    def make(learn: str = "{min_examples: 10, promote: gate}", per_label: int = 40) -> tuple[Path, SQLiteLearnStore]:
+    def make(learn: str = "{min_examples: 10, promote: gate, max_false_accept: 0.1}", per_label: int = 40) -> tuple[Path, SQLiteLearnStore]:
         x = np.vstack([space.sample(k, per_label) for k in range(3)])
         y = np.repeat(np.arange(3), per_label)
         fit = fit_head(x, y, LABELS[:3], task="triage", embedding_sha256=MINILM_SHA256, folds=5)
@@ -111,10 +111,14 @@ def test_a_new_kind_of_input_is_novel_until_learned_then_local_and_not_novel(set
     assert not (after.similarity(probe) < after.novelty.threshold).any()
     p = after.probabilities(probe)
     assert [after.labels[i] for i in p.argmax(axis=1)] == ["test"] * 20
-    assert (after.calibrator.apply(p.max(axis=1)) >= 0.7).all()
-    # What it knew before it still knows.
+    # Its own floor, from the learned examples' out-of-fold evidence, is what the gate holds it to.
+    assert after.min_confidence is not None and result.report["head_min_confidence"]["upper_bound"] <= 0.1
+    assert (after.calibrator.apply(p.max(axis=1)) >= max(0.7, after.min_confidence)).all()
+    # What it knew before it still knows, held to the policy's threshold alone: the floor is for
+    # inputs whose nearest training example is a learned one.
     old = space.sample(0, 20)
     assert [after.labels[i] for i in after.probabilities(old).argmax(axis=1)] == ["build"] * 20
+    assert after.floors(old) == [None] * 20 and set(after.floors(probe)) == {after.min_confidence}
     assert result.report["trained_on"] == {"base": 120, "learned": 48} and result.report["held_back"] == 12
     assert result.report["held_back_report"]["local_rate"] == 1.0
     assert result.report["current_on_held_back"]["local_rate"] == 0.0  # all novel to the old head
@@ -123,10 +127,10 @@ def test_a_new_kind_of_input_is_novel_until_learned_then_local_and_not_novel(set
 
 
 def test_by_default_a_learned_head_becomes_the_candidate_and_the_head_keeps_serving(setup, space):
-    policy, store = setup("{min_examples: 10}")
-    keep(store, space.sample(3, 40), ["test"] * 40)
+    policy, store = setup("{min_examples: 10, max_false_accept: 0.1}")
+    keep(store, space.sample(3, 60), ["test"] * 60)
     result = run_learn(policy, "triage", store)
-    assert result.outcome == "candidate"
+    assert result.outcome == "candidate", result.message
     spec = load_policy(policy).tasks["triage"]
     assert (spec.head, spec.candidate, spec.candidate_head) == ("heads/triage.json", "clf", result.head)
     report = json.loads(Path(result.report["report_file"]).read_text())
@@ -209,3 +213,17 @@ def test_learn_refuses_the_bundled_policy(tmp_path):
     store = SQLiteLearnStore(tmp_path / "learn.db")
     with pytest.raises(LearnError, match="copy it"):
         run_learn(None, "classify_issue", store)  # type: ignore[arg-type]
+
+
+def test_the_gate_holds_an_answer_to_its_heads_own_threshold_when_that_is_higher():
+    from smallfirst.gate import check_gate
+    from smallfirst.policy import parse_policy
+    from smallfirst.tasks import LocalOutput
+
+    spec = parse_policy(POLICY.replace("    head: heads/triage.json\n", "").format(learn="{}")).tasks["triage"]
+    out = LocalOutput("test", "m", label="test", confidence=0.85, extra={"min_confidence": 0.9})
+    result = check_gate(spec, out, "log")
+    assert result.reason is not None and result.reason.value == "confidence_low"
+    assert result.checks[-1].detail == "0.850 < the head's min_confidence 0.9"
+    lower = LocalOutput("test", "m", label="test", confidence=0.85, extra={"min_confidence": 0.5})
+    assert check_gate(spec, lower, "log").ok  # the policy's 0.7 is the floor; 0.85 clears it

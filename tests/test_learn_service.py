@@ -36,7 +36,7 @@ tasks:
     escalate_labels: [unknown]
     min_confidence: 0.7
     head: heads/triage.json
-    learn: {{every: 16, promote: gate, min_examples: 10, max_false_accept: 0.1}}
+    learn: {{every: 40, promote: gate, min_examples: 10, max_false_accept: 0.1}}
 """
 
 
@@ -89,7 +89,7 @@ def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypat
                 raw = client.chat.completions.with_raw_response.create(model="smallfirst/triage", messages=user(text))
                 return {**raw.headers, "answer": raw.parse().choices[0].message.content}
 
-            first = [ask(pytest_failure(rng)) for _ in range(20)]
+            first = [ask(pytest_failure(rng)) for _ in range(40)]
             assert {h["x-smallfirst-reason"] for h in first} == {"hard_stop_novel"}
             assert {h["answer"] for h in first} == {"test"}  # the frontier answered each
             assert learn.flush(timeout=60)
@@ -98,7 +98,8 @@ def test_escalations_teach_the_service_a_new_kind_of_failure(tmp_path, monkeypat
             while srv.service.router.policy.tasks["triage"].head == "heads/triage.json" and time.monotonic() < deadline:
                 time.sleep(0.1)  # the service loads the promoted head for the next request
             spec = srv.service.router.policy.tasks["triage"]
-            assert spec.head != "heads/triage.json" and spec.previous_head == "heads/triage.json", spec
+            runs = SQLiteLearnStore(tmp_path / "audit.learn.db").runs("triage")
+            assert spec.head != "heads/triage.json" and spec.previous_head == "heads/triage.json", [(r["message"], r["detail"].get("head_min_confidence"), r["detail"].get("held_back_report"), r["detail"].get("base_out_of_fold_report")) for r in runs]
             later = [ask(pytest_failure(rng)) for _ in range(10)]
             metrics = srv.get("/metrics")[2]
         assert [h["x-smallfirst-route"] for h in later] == ["local"] * 10, [h["x-smallfirst-reason"] for h in later]

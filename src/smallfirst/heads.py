@@ -4,13 +4,15 @@ embedding backend applies.
 A head is two files side by side:
 
 - `<name>.json`, plain JSON (a router must not execute data, so no pickle): multinomial
-  logistic-regression weights over all-MiniLM-L6-v2 embeddings, a calibrator for the top
-  probability, the novelty threshold, how long text is read, and where it all came from;
+  logistic-regression weights over all-MiniLM-L6-v2 embeddings and how much a vote of the nearest
+  training embeddings counts beside them, a calibrator for the top probability, the novelty
+  threshold, how long text is read, and where it all came from;
 - `<name>.npz`, numpy arrays loaded with `allow_pickle=False`: the embeddings the head was trained
   on (float16), their labels, and whether each came from the training file (`base`) or was learned
   from an escalation (`learned`). No text.
 
-Those embeddings do two jobs. They are the novelty index: an input is novel when even its k-th
+Those embeddings do three jobs. Their nearest ones vote on the label (NeighbourVote). They are
+the novelty index: an input is novel when even its k-th
 nearest training embedding is far away, so inputs like newly learned examples stop being novel as
 soon as a head is trained on them (a per-class centroid could never do that for a new cluster
 inside a class). And they are the base data of `smallfirst learn`, which trains the next head on
@@ -166,6 +168,40 @@ class Novelty:
         return kth_similarity(np.asarray(x, dtype=np.float32), self.prototypes, self.k)
 
 
+@dataclass(frozen=True)
+class NeighbourVote:
+    """The head's second opinion: its k nearest training embeddings vote for their labels,
+    each weighted by exp((cosine - 1) / temperature); the head's probabilities are the mix
+    (1 - weight) * logistic regression + weight * vote. On kinds of input a head has few
+    examples of, the neighbours know better than a linear boundary fitted mostly to other kinds:
+    with 400 generated failures of other ecosystems added to BUMP, accuracy on the 60% most
+    confident of 300 unseen ones rose from 0.950 (weight 0) to 0.978 (weight 0.4), and BUMP's own
+    cross-validated accuracy stayed at 0.989 (it fell to 0.984 at weight 0.5)."""
+
+    k: int = 5
+    temperature: float = 0.05
+    weight: float = 0.4
+
+    def probabilities(self, x: np.ndarray, examples: "Examples", n_labels: int) -> np.ndarray:
+        s = np.asarray(x, dtype=np.float32) @ examples.x.T
+        k = min(self.k, s.shape[1])
+        idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        w = np.exp((np.take_along_axis(s, idx, axis=1).astype(np.float64) - 1.0) / self.temperature)
+        votes = np.zeros((len(s), n_labels))
+        np.add.at(votes, (np.repeat(np.arange(len(s)), k), examples.y[idx].ravel()), w.ravel())
+        return votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-300)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "temperature": self.temperature, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NeighbourVote":
+        vote = cls(int(d["k"]), float(d["temperature"]), float(d["weight"]))
+        if vote.k < 1 or vote.temperature <= 0 or not 0.0 <= vote.weight <= 1.0:
+            raise ValueError(f"neighbours needs k >= 1, temperature > 0, 0 <= weight <= 1; got {dict(d)}")
+        return vote
+
+
 def kth_similarity(x: np.ndarray, prototypes: np.ndarray, k: int) -> np.ndarray:
     s = x @ prototypes.T
     k = min(k, s.shape[1])
@@ -192,6 +228,12 @@ class Head:
     cv: Mapping[str, Any] = field(default_factory=dict)
     format: str = HEAD_FORMAT
     content_sha256: str = ""  # of the JSON as loaded or written
+    # The lowest confidence at which this head's answers on inputs like its learned examples may
+    # be used, when its own evidence says more than the policy's min_confidence (a learned head:
+    # smallfirst.learn; see floors()). None: no floor.
+    min_confidence: float | None = None
+    neighbours: NeighbourVote | None = None  # format 2
+
 
     @property
     def novelty_threshold(self) -> float:
@@ -202,11 +244,24 @@ class Head:
         z = np.asarray(x, dtype=np.float64) @ self.coef.T + self.intercept
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        p = e / e.sum(axis=1, keepdims=True)
+        if self.neighbours is None or self.examples is None:
+            return p
+        w = self.neighbours.weight
+        return (1.0 - w) * p + w * self.neighbours.probabilities(x, self.examples, len(self.labels))
 
     def similarity(self, x: np.ndarray) -> np.ndarray:
         """Novelty similarity of each embedding: low means unlike anything the head was trained on."""
         return self.novelty.similarity(x)
+
+    def floors(self, x: np.ndarray) -> list[float | None]:
+        """The head's own min_confidence for each embedding, or None. It holds where the nearest
+        training embedding is a learned one: it was measured on inputs like those, and the base
+        data's own evidence stands for the rest."""
+        if self.min_confidence is None or self.examples is None or not (self.examples.origin == 1).any():
+            return [None] * len(x)
+        nearest = (np.asarray(x, dtype=np.float32) @ self.examples.x.T).argmax(axis=1)
+        return [self.min_confidence if self.examples.origin[i] == 1 else None for i in nearest]
 
     def to_dict(self, examples_file: str, examples_sha256: str) -> dict[str, Any]:
         assert self.examples is not None
@@ -221,6 +276,8 @@ class Head:
             "coef": _rounded(self.coef),
             "intercept": _rounded(self.intercept),
             "calibrator": self.calibrator.to_dict(),
+            "neighbours": None if self.neighbours is None else self.neighbours.to_dict(),
+            "min_confidence": None if self.min_confidence is None else round(self.min_confidence, 6),
             "novelty": {
                 "method": "cosine to the k-th nearest training embedding",
                 "k": self.novelty.k,
@@ -333,13 +390,16 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
     except (KeyError, TypeError, ValueError) as exc:
         missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise HeadError(f"{p}: invalid head: {missing}") from None
+    floor = d.get("min_confidence")
+    if floor is not None and not (isinstance(floor, (int, float)) and 0.0 <= floor <= 1.0):
+        raise HeadError(f"{p}: min_confidence must be a probability, got {floor!r}")
     k = len(labels)
     if k < 2 or len(set(labels)) != k:
         raise HeadError(f"{p}: labels must be at least two distinct names, got {list(labels)}")
     for name, arr, shape in (("coef", coef, (k, EMBEDDING_DIM)), ("intercept", intercept, (k,))):
         if arr.shape != shape:
             raise HeadError(f"{p}: {name} has shape {arr.shape}, expected {shape}")
-    examples = None
+    examples, neighbours = None, None
     try:
         if fmt == HEAD_FORMAT_V1:
             centroids = np.asarray(nov["centroids"], dtype=np.float32)
@@ -349,6 +409,7 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
         else:
             examples = _load_examples(p, d["examples"], k)
             novelty = Novelty("knn", int(nov["k"]), float(nov["threshold"]), float(nov["percentile"]), examples.x)
+            neighbours = NeighbourVote.from_dict(d["neighbours"]) if d.get("neighbours") else None
             if novelty.k < 1:
                 raise HeadError(f"{p}: novelty.k must be at least 1")
     except (KeyError, TypeError, ValueError) as exc:
@@ -368,6 +429,8 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
         cv=d.get("cv", {}),
         format=fmt,
         content_sha256=str(d.get("content_sha256") or hashlib.sha256(raw).hexdigest()),
+        min_confidence=floor,
+        neighbours=neighbours,
     )
 
 

@@ -32,7 +32,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -173,7 +173,9 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     y = np.array([labels.index(lbl) for lbl, k in zip(train.labels, keep) if k])
     fit = fit_head(train.x[keep], y, labels, task=task, embedding_sha256=sha, window=window,
                    origin=train.origin[keep], folds=folds, seed=seed)
-    candidate = fit.head
+    floor = _head_floor(spec, fit, y, keep, train, learn)
+    candidate = replace(fit.head, min_confidence=floor["threshold"])
+    report["head_min_confidence"] = floor
 
     held_x = np.stack([e.embedding for e, _ in held]).astype(np.float32)
     held_gold = [lbl for _, lbl in held]
@@ -299,6 +301,35 @@ def _concat(base: _Data, kept: Sequence[tuple[StoredExample, str]]) -> _Data:
 # ---------------------------------------------------------------------- evaluating
 
 
+def _head_floor(spec: TaskSpec, fit: Any, y: np.ndarray, keep: np.ndarray, train: _Data,
+                learn: LearnSpec) -> dict[str, Any]:
+    """The lowest threshold at which the candidate's answers on inputs like its learned examples
+    (the nearest training embedding is a learned one) keep the false-accept bound:
+    calibrate's fixed-sequence Clopper-Pearson test on the out-of-fold predictions of the
+    training examples whose nearest other example is learned (the held-back slice stays unseen
+    for the evaluation). Its confidence is calibrated on all its training data, which the base
+    data dominates; this floor keeps it honest on the new kind. None: no threshold reaches the
+    bound, so the candidate would answer that kind on the policy's threshold alone (and is not
+    handed over)."""
+    from smallfirst.calibration import choose_threshold
+
+    sel = fit.nearest_learned
+    labels = fit.head.labels
+    if not sel.any():
+        return {"threshold": None, "n": 0, "why": "no learned examples in training"}
+    pred = fit.pred[sel]
+    conf = fit.head.calibrator.apply(fit.probs[sel].max(axis=1))
+    gold = [labels[i] for i in y[sel]]
+    escalating = np.array([labels[p] in spec.escalate_labels for p in pred], dtype=bool)
+    bad = np.array([labels[p] != g or g in spec.escalate_labels for p, g in zip(pred, gold)], dtype=bool)
+    eligible = ~fit.novel[sel] & ~escalating
+    choice = choose_threshold(conf, bad, eligible, max_false_accept=learn.max_false_accept,
+                              confidence_level=CONFIDENCE_LEVEL)
+    return {"threshold": choice.threshold, "n": int(sel.sum()), "accepted": choice.accepted,
+            "false_accepts": choice.false_accepts,
+            "upper_bound": None if choice.upper_bound is None else round(choice.upper_bound, 5)}
+
+
 def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.ndarray, keep: np.ndarray,
               train: _Data, held_x: np.ndarray, held_gold: list[str], held_stop: list[str | None],
               held_ids: list[str], learn: LearnSpec) -> dict[str, Any]:
@@ -311,7 +342,8 @@ def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.n
     ids = [i for i, k in zip(train.ids, keep) if k]
     base = _cases(spec, candidate.labels, fit.probs[base_sel].argmax(axis=1), fit.confidence[base_sel],
                   fit.novel[base_sel], [candidate.labels[i] for i in y[base_sel]],
-                  [None] * int(base_sel.sum()), [i for i, b in zip(ids, base_sel) if b])
+                  [None] * int(base_sel.sum()), [i for i, b in zip(ids, base_sel) if b],
+                  _thresholds(spec, candidate, fit.nearest_learned[base_sel]))
     reports = {"held_back": build_report(held, spec, kill)}
     if base:
         reports["base_out_of_fold"] = build_report(base, spec, kill)
@@ -325,7 +357,12 @@ def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.n
         np.array([r.reason in (None, "confidence_low") for r in scored]),
         max_false_accept=learn.max_false_accept, confidence_level=CONFIDENCE_LEVEL,
     )
-    why = [f"{name}: release gate failed ({', '.join(c['name'] for c in rep['gate']['checks'] if c['passed'] is False)})"
+    if candidate.min_confidence is None and fit.nearest_learned.any():
+        why_floor = ["no threshold keeps the false-accept bound on inputs like the learned examples yet (too few "
+                     "of them, or too many errors among them)"]
+    else:
+        why_floor = []
+    why = why_floor + [f"{name}: release gate failed ({', '.join(c['name'] for c in rep['gate']['checks'] if c['passed'] is False)})"
            for name, rep in reports.items() if not rep["gate"]["passed"]]
     if not accepted:
         why.append("it would answer nothing locally")
@@ -340,7 +377,7 @@ def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.n
         "gate": {name: rep["gate"] for name, rep in reports.items()},
         "bound": {"accepted": len(accepted), "false_accepts": false_accepts, "upper_bound": round(upper, 5),
                   "max_false_accept": learn.max_false_accept, "confidence": CONFIDENCE_LEVEL,
-                  "at_threshold": spec.min_confidence,
+                  "at_threshold": {"policy": spec.min_confidence, "learned_kind": candidate.min_confidence},
                   "lowest_threshold_meeting_bound": choice.threshold},
     }
 
@@ -351,11 +388,21 @@ def _cases_from_head(head: Head, spec: TaskSpec, x: np.ndarray, gold: list[str],
     raw = probs.max(axis=1)
     conf = head.calibrator.apply(raw)
     novel = head.similarity(x) < head.novelty.threshold
-    return _cases(spec, head.labels, probs.argmax(axis=1), conf, novel, gold, hard_stop, ids)
+    floors = head.floors(x)
+    return _cases(spec, head.labels, probs.argmax(axis=1), conf, novel, gold, hard_stop, ids,
+                  [max(spec.min_confidence, f) if f is not None else spec.min_confidence for f in floors])
+
+
+def _thresholds(spec: TaskSpec, head: Head, nearest_learned: np.ndarray) -> list[float]:
+    """What the gate compares each case's confidence with: the policy's min_confidence, or the
+    head's own where it applies and is higher (Head.floors)."""
+    floor = head.min_confidence
+    return [max(spec.min_confidence, floor) if near and floor is not None else spec.min_confidence
+            for near in nearest_learned]
 
 
 def _cases(spec: TaskSpec, labels: Sequence[str], pred: np.ndarray, conf: np.ndarray, novel: np.ndarray,
-           gold: list[str], hard_stop: list[str | None], ids: list[str]) -> list[Any]:
+           gold: list[str], hard_stop: list[str | None], ids: list[str], threshold: Sequence[float]) -> list[Any]:
     """Eval CaseResults for decisions made on embeddings, in the gate's order after the hard stops."""
     from smallfirst.evals import CaseResult, EvalCase
 
@@ -368,7 +415,7 @@ def _cases(spec: TaskSpec, labels: Sequence[str], pred: np.ndarray, conf: np.nda
             reason = "hard_stop_novel"
         elif label in spec.escalate_labels:
             reason = "label_escalates"
-        elif conf[i] < spec.min_confidence:
+        elif conf[i] < threshold[i]:
             reason = "confidence_low"
         else:
             reason = None

@@ -330,7 +330,9 @@ class Router:
                 d.checks.append(Check("calibration", False, d.error))
                 return FallbackReason.LOCAL_ERROR
             if d.local.confidence_raw is not None:
-                d.local = replace(d.local, confidence=cal.calibrator(d.local.confidence_raw))
+                # The calibration's threshold supersedes a learned head's own (on another scale).
+                extra = {k: v for k, v in (d.local.extra or {}).items() if k != "min_confidence"}
+                d.local = replace(d.local, confidence=cal.calibrator(d.local.confidence_raw), extra=extra)
             spec = spec.model_copy(update={"min_confidence": cal.threshold})
         gate = check_gate(spec, d.local, d.text, refusal_markers=self.policy.gate.refusal_markers)
         d.checks.extend(gate.checks)

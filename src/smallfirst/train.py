@@ -1,7 +1,8 @@
 """Train a classifier head for the embedding backend (the artifact itself is heads.py).
 
-A head is multinomial logistic regression over all-MiniLM-L6-v2 embeddings, a calibrator for the
-top probability, and a novelty threshold on the cosine to the k-th nearest training embedding.
+A head is multinomial logistic regression over all-MiniLM-L6-v2 embeddings mixed with a vote of
+the nearest training embeddings, a calibrator for the top probability, and a novelty threshold on
+the cosine to the nearest training embedding.
 `fit_head` fits one from embeddings (used by `smallfirst train` and by `smallfirst learn`, which
 adds kept examples to a head's own training embeddings); `train_head` reads and embeds a JSONL
 file first.
@@ -30,7 +31,10 @@ import numpy as np
 
 from smallfirst.backends.embedding import MiniLMEncoder, embed_texts, shared_encoder
 from smallfirst.calibration import CalibratorKind, expected_calibration_error, fit_calibrator, select_calibrator_kind
-from smallfirst.heads import DEFAULT_WINDOW, HEAD_FORMAT, Examples, Head, HeadError, Novelty, Window, kth_similarity, load_head, write_head
+from smallfirst.heads import (
+    DEFAULT_WINDOW, HEAD_FORMAT, Examples, Head, HeadError, NeighbourVote, Novelty, Window, kth_similarity, load_head,
+    write_head,
+)
 from smallfirst.jsonl import label_mapping, map_label, read_jsonl
 
 if TYPE_CHECKING:
@@ -45,6 +49,7 @@ C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 # flagged.
 NOVELTY_PERCENTILE = 1.0
 NOVELTY_K = 1
+NEIGHBOURS = NeighbourVote()
 
 
 class DataError(Exception):
@@ -210,18 +215,26 @@ def _choose_c(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
 class _OutOfFold:
     probs: np.ndarray  # (n, k)
     similarity: np.ndarray  # (n,) novelty similarity to the other folds' embeddings
+    nearest_learned: np.ndarray  # (n,) the nearest embedding in the other folds is a learned one
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, k: int, folds: int, seed: int) -> _OutOfFold:
+def _out_of_fold(x: np.ndarray, y: np.ndarray, k: int, folds: int, seed: int,
+                 origin: np.ndarray | None = None) -> _OutOfFold:
     from sklearn.model_selection import StratifiedKFold
 
+    origin = np.zeros(len(y), dtype=np.int64) if origin is None else np.asarray(origin)
     probs = np.zeros((len(y), k))
     sim = np.zeros(len(y))
+    nearest_learned = np.zeros(len(y), dtype=bool)
+    w = NEIGHBOURS.weight
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         c = _choose_c(x[train], y[train], folds, seed)  # nested: C never sees the held-out fold
-        probs[test] = _fit_lr(x[train], y[train], c).predict_proba(x[test])
-        sim[test] = kth_similarity(x[test].astype(np.float32), x[train].astype(np.float32), NOVELTY_K)
-    return _OutOfFold(probs, sim)
+        fold = Examples(x[train].astype(np.float32), y[train], origin[train])
+        votes = NEIGHBOURS.probabilities(x[test], fold, k)
+        probs[test] = (1 - w) * _fit_lr(x[train], y[train], c).predict_proba(x[test]) + w * votes
+        sim[test] = kth_similarity(x[test].astype(np.float32), fold.x, NOVELTY_K)
+        nearest_learned[test] = origin[train][(x[test].astype(np.float32) @ fold.x.T).argmax(axis=1)] == 1
+    return _OutOfFold(probs, sim, nearest_learned)
 
 
 def _cross_fitted_confidence(raw: np.ndarray, correct: np.ndarray, kind: CalibratorKind, folds: int, seed: int) -> np.ndarray:
@@ -244,6 +257,7 @@ class Fit:
     probs: np.ndarray  # (n, labels) out of fold
     confidence: np.ndarray  # (n,) calibrated by a calibrator that did not see the case
     novel: np.ndarray  # (n,) out-of-fold novelty flag
+    nearest_learned: np.ndarray  # (n,) out of fold, the nearest training embedding is a learned one
     c: float
     calibrator_kind: CalibratorKind
 
@@ -284,7 +298,7 @@ def fit_head(
 def _fit_head(x: np.ndarray, y: np.ndarray, labels: tuple[str, ...], *, task: str, embedding_sha256: str,
               window: Window, origin: np.ndarray | None, folds: int, seed: int, calibrator: CalibratorKind | str) -> Fit:
     k = len(labels)
-    oof = _out_of_fold(x, y, k, folds, seed)
+    oof = _out_of_fold(x, y, k, folds, seed, origin)
     raw = oof.probs.max(axis=1)
     correct = oof.probs.argmax(axis=1) == y
     kind: CalibratorKind
@@ -314,8 +328,9 @@ def _fit_head(x: np.ndarray, y: np.ndarray, labels: tuple[str, ...], *, task: st
         window=window,
         embedding_sha256=embedding_sha256,
         examples=examples,
+        neighbours=NEIGHBOURS,
     )
-    return Fit(head, oof.probs, confidence, oof.similarity < threshold, c_final, kind)
+    return Fit(head, oof.probs, confidence, oof.similarity < threshold, oof.nearest_learned, c_final, kind)
 
 
 def train_head(

@@ -492,6 +492,7 @@ class EmbeddingBackend:
                 "calibrator": head.calibrator.kind,
                 "similarity": similarity,
                 "novelty_threshold": head.novelty_threshold,
+                "min_confidence": head.floors(vec)[0],
                 # For smallfirst.learn: an escalated input's embedding is kept without computing it again.
                 "embedding": vec[0],
                 "embedding_identity": embedding_identity(self.encoder.sha256, head.window),
