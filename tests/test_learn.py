@@ -9,6 +9,8 @@ test_learn_service.py.
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -227,3 +229,20 @@ def test_the_gate_holds_an_answer_to_its_heads_own_threshold_when_that_is_higher
     assert result.checks[-1].detail == "0.850 < the head's min_confidence 0.9"
     lower = LocalOutput("test", "m", label="test", confidence=0.85, extra={"min_confidence": 0.5})
     assert check_gate(spec, lower, "log").ok  # the policy's 0.7 is the floor; 0.85 clears it
+
+
+@pytest.mark.slow
+def test_kept_text_is_re_embedded_when_the_encoder_changed(setup, space):
+    from test_learn_service import pytest_failure
+
+    policy, store = setup("{min_examples: 10, keep_inputs: true}")
+    rng = random.Random(3)
+    texts = [pytest_failure(rng) for _ in range(12)]
+    keep(store, space.sample(3, 12), ["test"] * 12, identity="an-older-encoder/last")
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.executemany("UPDATE examples SET text = ? WHERE decision_id = ?", [(t, f"d{i:04d}") for i, t in enumerate(texts)])
+    conn.close()
+    result = run_learn(policy, "triage", store)
+    assert result.report["counts"]["usable"] == 12 and result.report["counts"]["re_embedded"] == 12
+    assert result.report["trained_on"]["learned"] == 10

@@ -202,13 +202,13 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     from smallfirst.heads import write_head
     from smallfirst.rotation import apply_promotion, set_candidate
 
-    candidate = Head(**{**candidate.__dict__, "cv": report["cv"], "provenance": {
+    candidate = replace(candidate, cv=report["cv"], provenance={
         "learned_from": spec.head, "learned_from_sha256": current.content_sha256 if current else None,
         "base": len(base.labels), "learned": len(older), "held_back": len(held),
         "held_back_ids": held_ids, "label_counts": dict(Counter(lbl for lbl, k in zip(train.labels, keep) if k)),
         "compressed": spec.compress_on, "folds": folds, "seed": seed, "policy_source": str(path),
         "created": datetime.fromtimestamp(now, timezone.utc).replace(microsecond=0).isoformat(),
-    }})
+    })
     written = write_head(candidate, out)
     rel = os.path.relpath(out, policy.base_dir())
     report.update(head=rel, head_sha256=written.content_sha256, report_file=str(out_report))

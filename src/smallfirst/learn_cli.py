@@ -102,7 +102,7 @@ def format_status(s: dict[str, Any], store_path: Path) -> str:
         f"learn {s['task']}: store {store_path}",
         f"  kept: {c['examples']} ({c['labelled']} with a label, {c['invalid_label']} frontier answers that were not "
         f"one of the task's labels, {c['without_embedding']} without an embedding, text kept for {c['with_text']})",
-        f"  by label: " + (", ".join(f"{k} {v}" for k, v in c["by_label"].items()) or "-"),
+        "  by label: " + (", ".join(f"{k} {v}" for k, v in c["by_label"].items()) or "-"),
         f"  oldest {_when(c['oldest'])}, newest {_when(c['newest'])}; retention {learn.get('retention_days', '-')} days, "
         f"keep_inputs {learn.get('keep_inputs', '-')}",
         f"  labelled since the last run: {s['labelled_since_last_run']}"

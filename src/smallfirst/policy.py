@@ -80,10 +80,10 @@ class LearnSpec(_Strict):
     promote: Literal["candidate", "gate"] = "candidate"  # candidate: shadow it first; gate: promote if it passes
     min_examples: int = Field(20, ge=1)  # fewer kept examples than this: no run, "too little data"
     # The 95% Clopper-Pearson upper bound on false accepts among accepted cases that a candidate
-    # must meet (its own threshold is chosen by it). 0.10 lets a head answer a new kind of input
-    # after ~200 examples of it instead of ~500 at 0.05; the release gate still asks >= 95%
-    # accuracy on the held-back slice, and bounded thresholds ran at 97-99% on unseen cases.
-    max_false_accept: float = Field(0.10, gt=0, lt=1)
+    # must meet; its own threshold for the kind of input it learned is chosen by it. 0.05 matches
+    # the release gate's 95% accuracy bar: at 0.10 candidates chose thresholds that ran at 91-93%
+    # on the held-back slice and failed the gate (bench/learning_curve.py).
+    max_false_accept: float = Field(0.05, gt=0, lt=1)
 
 
 class TaskSpec(_Strict):

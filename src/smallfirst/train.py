@@ -22,7 +22,7 @@ import json
 import shlex
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
@@ -375,8 +375,7 @@ def train_head(
     fit = fit_head(x, y, labels, task=task.name, embedding_sha256=enc.sha256, window=window,
                    folds=folds, seed=seed, calibrator=calibrator)
     report = gate_report(fit, y, task, ids=[e.id for e in examples], out=Path(out), folds=folds, seed=seed)
-    head = fit.head
-    head = Head(**{**head.__dict__, "cv": report.to_dict(), "provenance": {
+    head = replace(fit.head, cv=report.to_dict(), provenance={
         "data_file": str(data),
         "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
         "n": len(examples),
@@ -389,7 +388,7 @@ def train_head(
         "policy_source": policy_source,
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "command": command if command is not None else shlex.join(sys.argv),
-    }})
+    })
     write_head(head, out)
     return report
 
