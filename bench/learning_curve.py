@@ -112,13 +112,21 @@ class Service:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def classify(self, text: str) -> tuple[dict[str, str], str]:
+    def classify(self, text: str) -> tuple[dict[str, str], str | None]:
+        """Route headers and the answer; an input the service rejects (empty, binary: 400) has
+        route "rejected" and no answer."""
         body = {"model": "smallfirst/classify_issue", "messages": [{"role": "user", "content": text}]}
         req = urllib.request.Request(self.url + "/v1/chat/completions", data=json.dumps(body).encode(),
                                      headers={"content-type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=300) as r:
-            headers = {k.lower(): v for k, v in r.headers.items()}
-            return headers, json.loads(r.read())["choices"][0]["message"]["content"]
+        try:
+            with urllib.request.urlopen(req, timeout=300) as r:
+                headers = {k.lower(): v for k, v in r.headers.items()}
+                return headers, json.loads(r.read())["choices"][0]["message"]["content"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400:
+                raise
+            headers = {k.lower(): v for k, v in exc.headers.items()}
+            return {"x-smallfirst-route": "rejected", "x-smallfirst-reason": "none", **headers}, None
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(120)

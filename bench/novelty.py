@@ -59,7 +59,6 @@ def main() -> None:
     xl, _ = embed_texts(enc, [prepare_text(r["text"], spec) for r in chunks], DEFAULT_WINDOW)
     yb = np.array([["build", "test", "dependency"].index(label_map[r["label"]]) for r in bump])
     lang = np.array([r["language"] for r in chunks])
-    rng = np.random.default_rng(0)
     print(f"BUMP {len(bump)} logs (training), LogChunks-dev {len(chunks)} logs (unseen); {args.added} added per language")
     print(f"{'score':<28} {'threshold':>9} {'LogChunks novel':>15}  still novel after adding (per language)")
     for name, score in (("centroid per class (v1)", centroids), ("nearest training embedding", nearest)):
@@ -69,6 +68,7 @@ def main() -> None:
         t = float(np.percentile(oof, NOVELTY_PERCENTILE))
         flagged = (score(xb, yb, xl) < t).mean()
         adapt = []
+        rng = np.random.default_rng(0)  # both scores get the same logs added
         for lg in LANGUAGES:
             idx = np.flatnonzero(lang == lg)
             rng.shuffle(idx)

@@ -529,14 +529,13 @@ class LearnSchedule:
         with self._lock:
             if task in self._running or self.policy_path is None:
                 return False
+            # A lower priority and one BLAS thread: requests come first on a shared machine.
             cmd = [sys.executable, "-m", "smallfirst.cli", "learn", "--task", task, "--policy", self.policy_path,
-                   "--learn-db", self.store_path, "--json"]
+                   "--learn-db", self.store_path, "--json", "--nice", "10"]
             if self.audit_path:
                 cmd += ["--audit", self.audit_path]
-            # One BLAS thread and a lower priority: requests come first on a shared machine.
             env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                    preexec_fn=(lambda: os.nice(10)) if hasattr(os, "nice") else None)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             self._running[task] = proc
         threading.Thread(target=self._wait, args=(task, proc), name=f"smallfirst-learn-{task}", daemon=True).start()
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     sp.add_argument("--folds", type=int, default=5)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true", help="one JSON object (the last line of output)")
+    sp.add_argument("--nice", type=int, default=0, help="lower this run's CPU priority by N (the service runs it with 10)")
     sp.set_defaults(func=cmd_learn)
 
 
@@ -42,6 +44,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from smallfirst.learn_store import SQLiteLearnStore, learn_store_path
     from smallfirst.policy import load_policy
 
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)  # requests come first on a shared machine
     store_path = Path(args.learn_db) if args.learn_db else learn_store_path(args.audit)
     try:
         store = SQLiteLearnStore(store_path, create=False)

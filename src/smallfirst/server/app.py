@@ -97,9 +97,11 @@ class Service:
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         self.metrics.ready.set(1 if self.ready else 0)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.learning: Any = None  # smallfirst.learn.LearnSchedule
+        self.learning: Any = None  # smallfirst.learn.LearnSchedule for learn: {every: N}
         if learn is not None:
-            self._attach_learning(learn)
+            from smallfirst.server.learning import attach_learning
+
+            self.learning = attach_learning(self, learn)
 
     # ------------------------------------------------------------------ policy and readiness
 
@@ -110,30 +112,6 @@ class Service:
         self.router.set_policy(policy)
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         return policy
-
-    def _attach_learning(self, learn: Any) -> None:
-        """`learn: {every: N}`: the learn writer tells the schedule what it stored; a run that
-        changes the policy file (a new candidate, a promotion) is loaded for the next request."""
-        from smallfirst.learn import LearnSchedule
-        from smallfirst.learn_store import LearnCollector
-
-        self.learning = schedule = LearnSchedule(getattr(learn.store, "path", ""), self.policy_path, self.audit_path,
-                                                 lambda: self.router.policy, on_done=self._learned)
-        learn.on_written = lambda tasks: schedule.check(tasks, learn.store)
-        self.metrics.registry.register(LearnCollector(
-            learn, runs=lambda: [(t, o, n) for (t, o), n in schedule.outcomes.items()], running=schedule.running))
-
-    def _learned(self, task: str, result: dict[str, Any] | None, returncode: int) -> None:
-        if result and result.get("outcome") in ("promoted", "candidate") and self.policy_path and self.loop is not None:
-            self.loop.call_soon_threadsafe(self._reload_policy_file)
-
-    def _reload_policy_file(self) -> None:
-        from smallfirst.policy import PolicyError, load_policy
-
-        try:
-            self.install(load_policy(self.policy_path), self.overrides)
-        except PolicyError as exc:  # the old policy keeps serving
-            log.error("policy not reloaded after a learn run: %s", exc)
 
     def start_warming(self) -> None:
         self.ready = False
