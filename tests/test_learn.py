@@ -246,3 +246,15 @@ def test_kept_text_is_re_embedded_when_the_encoder_changed(setup, space):
     result = run_learn(policy, "triage", store)
     assert result.report["counts"]["usable"] == 12 and result.report["counts"]["re_embedded"] == 12
     assert result.report["trained_on"]["learned"] == 10
+
+
+def test_one_confident_mistake_ends_the_search_only_without_tolerance():
+    from smallfirst.calibration import choose_threshold
+
+    conf = np.linspace(1.0, 0.5, 300)
+    wrong = np.zeros(300, dtype=bool)
+    wrong[3] = True  # one mistake among the most confident; 299 right answers below it
+    strict = choose_threshold(conf, wrong, np.ones(300, bool), max_false_accept=0.05)
+    tolerant = choose_threshold(conf, wrong, np.ones(300, bool), max_false_accept=0.05, tolerate=1)
+    assert strict.threshold is None and strict.steps[0].accepted == 59
+    assert tolerant.threshold == pytest.approx(0.5) and tolerant.steps[0].accepted == 93
