@@ -1,14 +1,18 @@
 """The audit trail: one record per decision, written off the hot path, never raw secrets.
 
 The router hands a record to `AuditLog.submit()`, which only enqueues it. A writer thread masks
-the preview, batches records and writes them with one transaction per batch (SQLite in WAL mode
-by default). If the store cannot be written (disk full, file locked, directory gone), records are
-kept and retried; past a bound they are appended to a spill file beside the database and replayed
-when the store comes back, so an unreachable store never silently drops a decision.
+the preview, batches records and writes them with one transaction per batch: to a SQLite file in
+WAL mode (the embedded default) or to PostgreSQL shared by several replicas
+(`AuditLog.open("postgresql://...")`). If the store cannot be written (disk full, file locked,
+server restarted or unreachable), records are kept and retried; after a few seconds they are
+appended to a local spill file and replayed when the store comes back. Inserts are idempotent by
+decision id, so a retried batch or a replayed spill never duplicates a decision, and an
+unreachable store never silently drops one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -134,8 +138,16 @@ _NAMES = [c for c, _ in COLUMNS]
 
 
 class AuditSink(Protocol):
-    def write_batch(self, rows: list[dict[str, Any]]) -> None: ...
+    target: str  # the store's path or URL
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> int | None: ...  # rows new to the store
     def close(self) -> None: ...
+
+
+# Idempotent by decision id, in both databases: a batch retried after a commit whose answer was
+# lost, or a spill file replayed twice, never duplicates a decision.
+_INSERT = (f"INSERT INTO decisions ({', '.join(c for c, _ in COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+           " ON CONFLICT (decision_id) DO NOTHING")
 
 
 class SQLiteSink:
@@ -143,26 +155,27 @@ class SQLiteSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.target = str(self.path)
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+            from smallfirst.store import connect_sqlite_for_writing
+
+            conn = connect_sqlite_for_writing(self.path)
             ensure_schema(conn)
             self._conn = conn
         return self._conn
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        sql = f"INSERT OR IGNORE INTO decisions ({', '.join(_NAMES)}) VALUES ({', '.join('?' * len(_NAMES))})"
+    def write_batch(self, rows: list[dict[str, Any]]) -> int:
         try:
             conn = self._connect()
+            new = 0
             with conn:  # one transaction for the batch
                 for i in range(0, len(rows), _CHUNK):
-                    conn.executemany(sql, [_encode(r) for r in rows[i : i + _CHUNK]])
+                    new += conn.executemany(_INSERT, [_encode(r) for r in rows[i : i + _CHUNK]]).rowcount
                     _yield_gil()
+            return new
         except sqlite3.Error:
             # Drop the connection so the next attempt reopens (the file may have moved or come back).
             self.close()
@@ -176,25 +189,72 @@ class SQLiteSink:
                 self._conn = None
 
 
+class PostgresSink:
+    """A PostgreSQL database shared by several replicas. The writer thread holds one connection
+    of its own (not the pool's: a batch is one long transaction, and it reconnects on its own
+    schedule after an outage)."""
+
+    def __init__(self, url: str):
+        from smallfirst.store import psycopg_module
+
+        psycopg_module()  # a missing driver is an error now, not at the first decision
+        self.target = url
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        if self._conn is None:
+            from smallfirst.schema import require_current
+            from smallfirst.store import connect_postgres
+
+            conn = connect_postgres(self.target)
+            try:
+                require_current(conn, self.target)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> int:
+        try:
+            conn = self._connect()
+            encoded = []
+            for i in range(0, len(rows), _CHUNK):
+                encoded += [_encode(r) for r in rows[i : i + _CHUNK]]
+                _yield_gil()
+            with conn:
+                return conn.executemany(_INSERT, encoded).rowcount  # one pipelined round trip
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already broken: nothing to release
+                pass
+            finally:
+                self._conn = None
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    cols = ",\n  ".join(f"{n} {t}" for n, t in COLUMNS)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS decisions (\n  {cols}\n)")
-    # Columns added since a database was created: old audit files keep working.
-    have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-    for name, typ in COLUMNS:
-        if name not in have:
-            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {typ}")
-    conn.execute("CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)")
-    conn.execute("CREATE INDEX IF NOT EXISTS decisions_task ON decisions (task_type, ts)")
-    conn.commit()
+    """Create or upgrade the store's tables (smallfirst.schema)."""
+    from smallfirst.schema import migrate
+
+    migrate(conn)
 
 
 def _encode(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        # .get: a spill file written before a column existed replays with NULL there
-        json.dumps(row[n], separators=(",", ":")) if n in _JSON_COLUMNS and row.get(n) is not None else row.get(n)
-        for n in _NAMES
-    )
+    out = []
+    for n in _NAMES:
+        v = row.get(n)  # .get: a spill file written before a column existed replays with NULL there
+        if n in _JSON_COLUMNS and v is not None:
+            v = json.dumps(v, separators=(",", ":"))
+        elif isinstance(v, bool):
+            v = int(v)  # an INTEGER column; PostgreSQL, unlike SQLite, does not take a boolean there
+        out.append(v)
+    return tuple(out)
 
 
 def decode_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +265,73 @@ def decode_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+class SpillFile:
+    """Records the store could not take, one JSON line each, fsynced. Several processes may
+    share one file (replicas on one host): appends and the replay take an exclusive flock, and
+    an appender that waited while the file was replayed and removed writes to a new one."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+        while True:
+            with open(self.path, "a", encoding="utf-8") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if not self._current(f):
+                    continue
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+                return
+
+    def replay(self, write: Any, chunk: int) -> int:
+        """Hand the spilled rows to `write` in chunks, then remove the file; the number replayed.
+        If `write` raises, the file stays for the next try (rows already written are skipped
+        then by the store's ON CONFLICT)."""
+        try:
+            f = open(self.path, "r", encoding="utf-8")
+        except FileNotFoundError:
+            return 0
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if not self._current(f):
+                return 0  # another process replayed it while this one waited
+            n, rows = 0, []
+            for no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    self._reject(no, line)
+                    continue
+                if len(rows) >= chunk:
+                    write(rows)
+                    n, rows = n + len(rows), []
+            if rows:
+                write(rows)
+                n += len(rows)
+            self.path.unlink()
+            return n
+
+    def _current(self, f: Any) -> bool:
+        try:
+            return os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _reject(self, no: int, line: str) -> None:
+        # A line torn by a crash mid-write: kept aside for a person, never silently dropped.
+        bad = self.path.with_name(self.path.name + ".rejected")
+        log.error("%s:%d: not a JSON record (a write cut short?); moved to %s", self.path, no, bad)
+        with open(bad, "a", encoding="utf-8") as out:
+            out.write(line if line.endswith("\n") else line + "\n")
+
+
 @dataclass
 class AuditStats:
     submitted: int = 0
@@ -213,6 +340,7 @@ class AuditStats:
     spilled: int = 0
     replayed: int = 0
     lost: int = 0
+    duplicates_ignored: int = 0  # rows the store already had (a retried or replayed batch)
     last_error: str | None = None
     spill_file: str | None = None
 
@@ -221,7 +349,10 @@ class AuditLog:
     """Asynchronous, batched, loss-averse writer in front of a sink.
 
     `submit()` costs a queue put. The writer thread wakes on the first record, gathers up to
-    `batch_size` more for at most `flush_interval_s`, and writes them in one transaction.
+    `batch_size` more for at most `flush_interval_s`, and writes them in one transaction. While
+    the store fails, rows wait in memory and are retried with backoff; once they have waited
+    `spill_after_s` (or more than `max_pending` wait) they go to the spill file, which is
+    replayed as soon as the store answers again.
     """
 
     def __init__(
@@ -231,16 +362,21 @@ class AuditLog:
         batch_size: int = 256,
         flush_interval_s: float = 0.05,
         max_pending: int = 10_000,
+        spill_after_s: float = 5.0,
         spill_path: str | Path | None = None,
     ):
         self.sink = sink
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
+        self.spill_after_s = spill_after_s
         self.spill_path = Path(spill_path) if spill_path else None
+        self._spill_file = SpillFile(self.spill_path) if self.spill_path else None
         self.stats = AuditStats()
         self._q: queue.Queue[AuditRecord | None] = queue.Queue()
         self._pending: list[dict[str, Any]] = []  # rows that failed to write, retried first
+        self._failing_since: float | None = None
+        self._next_attempt = 0.0
         self._idle = threading.Condition()
         self._in_flight = 0
         self._closed = False
@@ -250,7 +386,24 @@ class AuditLog:
     @classmethod
     def sqlite(cls, path: str | Path, **kw: Any) -> "AuditLog":
         p = Path(path)
-        return cls(SQLiteSink(p), spill_path=p.with_name(p.name + ".spill.jsonl"), **kw)
+        kw.setdefault("spill_path", p.with_name(p.name + ".spill.jsonl"))
+        return cls(SQLiteSink(p), **kw)
+
+    @classmethod
+    def open(cls, target: str | Path, *, spill_path: str | Path | None = None, **kw: Any) -> "AuditLog":
+        """The writer for a store target: a SQLite path, or a postgresql:// URL. A PostgreSQL
+        store spills to `spill_path`, default $SMALLFIRST_SPILL or ./smallfirst-audit.spill.jsonl
+        (replicas on one host may share it)."""
+        from smallfirst.store import is_postgres
+
+        if not is_postgres(target):
+            return cls.sqlite(target, **({"spill_path": spill_path} if spill_path else {}), **kw)
+        spill = spill_path or os.environ.get("SMALLFIRST_SPILL") or "smallfirst-audit.spill.jsonl"
+        return cls(PostgresSink(str(target)), spill_path=Path(spill).absolute(), **kw)
+
+    @property
+    def target(self) -> str | None:
+        return getattr(self.sink, "target", None)
 
     def submit(self, record: AuditRecord) -> None:
         if self._closed:
@@ -293,9 +446,11 @@ class AuditLog:
         backoff = 0.05
         self._replay_spill()
         while True:
+            # Rows waiting for a retry, or spilled rows to replay: wake up after the backoff
+            # even if nothing new came.
+            waiting = self._pending or (self._spill_file is not None and self._spill_file.exists())
             try:
-                # With rows waiting for a retry, wake up after the backoff even if nothing new came.
-                first = self._q.get(timeout=backoff if self._pending else None)
+                first = self._q.get(timeout=backoff if waiting else None)
             except queue.Empty:
                 first = _RETRY
             if first is None:
@@ -318,30 +473,47 @@ class AuditLog:
                     rec.preview_source = None
                 self._pending.append(rec.to_row())
                 _yield_gil()
-            n = len(self._pending)
-            if self._write_pending():
-                backoff = 0.05
-                self._done(n)
-            elif n > self.max_pending:
+            now = time.monotonic()
+            if now < self._next_attempt:
+                pass  # the store failed a moment ago: gather rows, try again after the backoff
+            elif not self._pending:
+                backoff = 0.05 if self._replay_spill() else min(backoff * 2, 2.0)
+                continue
+            else:
+                n = len(self._pending)
+                if self._write_pending():
+                    backoff = 0.05
+                    self._done(n)
+                    continue
+                self._next_attempt = now + backoff
+                backoff = min(backoff * 2, 2.0)
+            if self._pending and (len(self._pending) > self.max_pending
+                                  or now - (self._failing_since or now) >= self.spill_after_s):
+                n = len(self._pending)
                 self._spill(self._pending)
                 self._pending = []
                 self._done(n)
-            else:
-                backoff = min(backoff * 2, 2.0)
 
     def _write_pending(self) -> bool:
         try:
-            self.sink.write_batch(self._pending)
+            new = self.sink.write_batch(self._pending)
         except Exception as exc:  # any sink failure: keep the rows, say so loudly
-            self.stats.write_errors += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("audit store write failed (%d records kept for retry): %s", len(self._pending), exc)
+            self._failed(exc, f"audit store write failed ({len(self._pending)} records kept for retry)")
             return False
-        self.stats.written += len(self._pending)
+        n = len(self._pending)
+        self.stats.written += n
+        self.stats.duplicates_ignored += n - new if new is not None else 0
         self._pending = []
-        if self.spill_path and self.spill_path.exists():
-            self._replay_spill()
+        self._failing_since = None
+        self._replay_spill()
         return True
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        self.stats.write_errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        log.error("%s: %s", what, str(exc).strip())
 
     def _done(self, n: int) -> None:
         with self._idle:
@@ -355,11 +527,7 @@ class AuditLog:
         fallback = Path(tempfile.gettempdir()) / f"smallfirst-audit-spill-{os.getpid()}.jsonl"
         for target in (p for p in (self.spill_path, fallback) if p is not None):
             try:
-                with open(target, "a", encoding="utf-8") as f:
-                    for r in rows:
-                        f.write(json.dumps(r, separators=(",", ":")) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                SpillFile(target).append(rows)
             except OSError as exc:
                 log.error("cannot spill audit records to %s: %s", target, exc)
                 continue
@@ -370,35 +538,37 @@ class AuditLog:
         log.critical("audit store and spill files unreachable: %d records lost", len(rows))
         self.stats.lost += len(rows)
 
-    def _replay_spill(self) -> None:
-        if not self.spill_path or not self.spill_path.exists():
-            return
-        rows = [json.loads(line) for line in self.spill_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if not rows:
-            self.spill_path.unlink(missing_ok=True)
-            return
+    def _replay_spill(self) -> bool:
+        """Replay the spill file if there is one; False when the store refused it."""
+        if self._spill_file is None or not self._spill_file.exists():
+            return True
+
+        def write(rows: list[dict[str, Any]]) -> None:
+            new = self.sink.write_batch(rows)
+            self.stats.duplicates_ignored += len(rows) - new if new is not None else 0
+
         try:
-            self.sink.write_batch(rows)  # INSERT OR IGNORE: replaying twice is harmless
+            n = self._spill_file.replay(write, self.batch_size)
         except Exception as exc:
-            log.warning("spilled audit records not replayed yet: %s", exc)
-            return
-        self.spill_path.unlink(missing_ok=True)
-        self.stats.replayed += len(rows)
-        self.stats.written += len(rows)
+            self._failed(exc, "spilled audit records not replayed yet")
+            return False
+        self._failing_since = None
+        if n:
+            self.stats.replayed += n
+            self.stats.written += n
+            log.warning("replayed %d spilled audit records from %s", n, self._spill_file.path)
+        return True
 
 
 # ---------------------------------------------------------------------- reading
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection with rows by column name. Read-only, so a typo'd path is an error
-    rather than a new empty store."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0)
-    conn.row_factory = sqlite3.Row
-    return conn
+def open_readonly(target: str | Path) -> Any:
+    """A reading connection to a store (smallfirst.store.connect): rows by column name. A SQLite
+    path is opened read-only, so a typo'd path is an error rather than a new empty store."""
+    from smallfirst.store import connect
+
+    return connect(target)
 
 
 def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None) -> list[dict[str, Any]]:

@@ -27,10 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from smallfirst.store import StoreError
+
     try:
         return int(args.func(args) or 0)
     except PolicyError as exc:
         print(f"smallfirst: policy error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"smallfirst: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `smallfirst audit tail | head`
         return 0
@@ -46,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--audit",
                 default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
-                help=f"audit SQLite file (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
+                help=f"audit store: a SQLite file or a postgresql:// URL (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
             )
 
     sp = sub.add_parser("demo", help="nightly build-failure triage over bundled real CI logs, offline")
@@ -69,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("audit", help="read the audit trail")
     asub = sp.add_subparsers(metavar="ACTION")
     tp = asub.add_parser("tail", help="most recent decisions")
-    tp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT))
+    tp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
+                    help="audit store: a SQLite file or a postgresql:// URL")
     tp.add_argument("-n", "--limit", type=int, default=20)
     tp.add_argument("--task", help="only this task type")
     tp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -94,10 +100,18 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8787)
+    sp.add_argument("--spill", default=os.environ.get("SMALLFIRST_SPILL"),
+                    help="where decisions wait while the store is unreachable (default: beside a SQLite "
+                    "file; ./smallfirst-audit.spill.jsonl for PostgreSQL; $SMALLFIRST_SPILL)")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit file")
-    sp.add_argument("--audit", required=True, help="audit SQLite file")
+    sp = sub.add_parser("migrate", help="create or upgrade the audit store's tables (idempotent)")
+    sp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
+                    help="audit store: a SQLite file or a postgresql:// URL")
+    sp.set_defaults(func=cmd_migrate)
+
+    sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit store")
+    sp.add_argument("--audit", required=True, help="audit store: a SQLite file or a postgresql:// URL")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8788)
     sp.set_defaults(func=cmd_dashboard)
@@ -123,7 +137,7 @@ def _router(policy: Policy, audit_path: str | None):
     from smallfirst.audit import AuditLog
     from smallfirst.router import Router
 
-    audit = AuditLog.sqlite(audit_path) if audit_path else None
+    audit = AuditLog.open(audit_path) if audit_path else None
     return Router(policy, audit=audit), audit
 
 
@@ -311,7 +325,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from smallfirst.server import serve
 
-    serve(args.policy, args.audit, args.host, args.port)
+    serve(args.policy, args.audit, args.host, args.port, spill_path=args.spill)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from smallfirst.schema import LATEST, migrate
+    from smallfirst.store import connect_postgres, connect_sqlite_for_writing, describe, is_postgres
+
+    try:
+        conn = connect_postgres(args.audit) if is_postgres(args.audit) else connect_sqlite_for_writing(args.audit)
+    except Exception as exc:  # the driver's own message says what is wrong (host, auth, database)
+        print(f"smallfirst: cannot open the store {describe(args.audit)}: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    try:
+        before, after = migrate(conn)
+    finally:
+        conn.close()
+    what = "already at" if before == after else f"migrated from schema version {before} to"
+    print(f"{describe(args.audit)}: {what} schema version {after} (latest {LATEST})")
     return 0
 
 

@@ -18,40 +18,32 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from smallfirst.audit import ensure_schema
+from smallfirst.store import connect as _connect
+from smallfirst.store import dialect_of
 
 REVIEW_LABELS = ("accept", "escalate")
 DRIFT_WINDOW_S = 7 * 86400
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Read-write connection to an existing audit file, with the review tables in place."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(p, timeout=5.0)
-    conn.row_factory = sqlite3.Row
-    ensure_schema(conn)
+def connect(target: str | Path) -> Any:
+    """Read-write connection to an existing audit store (a SQLite path or a postgresql:// URL),
+    with the review tables in place."""
+    conn = _connect(target, write=True)
     ensure_review_tables(conn)
     return conn
 
 
-def ensure_review_tables(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS review_queue (decision_id TEXT PRIMARY KEY, queued_at REAL NOT NULL,"
-        " reason TEXT NOT NULL, week TEXT NOT NULL, task_type TEXT)"
-    )
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS review_log (decision_id TEXT NOT NULL, ts REAL NOT NULL,"
-        " label TEXT NOT NULL, reviewer TEXT)"
-    )
-    conn.commit()
+def ensure_review_tables(conn: Any) -> None:
+    # The review tables are part of the store's schema (smallfirst.schema). The embedded store
+    # migrates itself; a PostgreSQL store is migrated by `smallfirst migrate`.
+    if not dialect_of(conn).postgres:
+        ensure_schema(conn)
 
 
 def set_review_label(
@@ -69,7 +61,7 @@ def set_review_label(
         conn.close()
 
 
-def label_decision(conn: sqlite3.Connection, decision_id: str, label: str, reviewer: str | None = None) -> bool:
+def label_decision(conn: Any, decision_id: str, label: str, reviewer: str | None = None) -> bool:
     """`set_review_label` on an open connection (the dashboard keeps one)."""
     if label not in REVIEW_LABELS:
         raise ValueError(f"review label must be one of {REVIEW_LABELS}, not {label!r}")
@@ -129,8 +121,8 @@ def sample_drift(
                 ]
                 pick = rng.sample(ids, min(per_task, len(ids)))
                 conn.executemany(
-                    "INSERT OR IGNORE INTO review_queue (decision_id, queued_at, reason, week, task_type)"
-                    " VALUES (?, ?, 'drift', ?, ?)",
+                    "INSERT INTO review_queue (decision_id, queued_at, reason, week, task_type)"
+                    " VALUES (?, ?, 'drift', ?, ?) ON CONFLICT (decision_id) DO NOTHING",
                     [(i, now, week, task) for i in pick],
                 )
                 queued[task] = len(pick)

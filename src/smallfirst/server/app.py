@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ from aiohttp import web
 from smallfirst.audit import AuditLog
 from smallfirst.backends import http
 from smallfirst.backends.base import BackendError
+from smallfirst.flags import Change, FlagState, Overrides, SharedFlags
 from smallfirst.metrics import CONTENT_TYPE_LATEST, MeteredAudit, Metrics
-from smallfirst.policy import Policy
+from smallfirst.policy import Policy, PolicyError, load_policy
 from smallfirst.router import InputRejected, RouteResult, Router
 from smallfirst.server import admin, anthropic_wire, openai_wire, openapi
 from smallfirst.server.auto import TaskClassifier
@@ -52,6 +54,7 @@ _STARTED = int(time.time())
 SWITCH_INTERVAL_S = 0.001
 
 SERVICE: web.AppKey["Service"] = web.AppKey("smallfirst_service")
+_UNSEEN = object()
 
 
 class RequestError(ValueError):
@@ -82,11 +85,15 @@ class Service:
         self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends)  # type: ignore[arg-type]
         self.classifier = classifier or TaskClassifier()
         self.base_policy = policy  # as read from its file; admin overrides are applied on top
-        self.overrides = admin.Overrides()
+        self.overrides = Overrides()
         self.admin_token = admin_token or None
         self.policy_path = str(policy_path) if policy_path else (policy.source if policy.source != "<memory>" else None)
-        sink_path = getattr(getattr(audit, "sink", None), "path", None)
-        self.audit_path = str(audit_path) if audit_path else (str(sink_path) if sink_path else None)
+        store = getattr(audit, "target", None)
+        self.audit_path = str(audit_path) if audit_path else store  # a SQLite path or a postgresql:// URL
+        # Overrides shared with the other replicas through the audit store (in memory without one).
+        self.flags = SharedFlags(self.audit_path, self._apply_flags)
+        self.replica = os.environ.get("SMALLFIRST_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
+        self._store_policy_version: str | None | object = _UNSEEN
         self.max_body_bytes = max_body_bytes
         self.warm_on_start = warm
         self.models: dict[str, str] = {}  # model key -> "loading" | "ready" | error message
@@ -97,13 +104,44 @@ class Service:
 
     # ------------------------------------------------------------------ policy and readiness
 
-    def install(self, base: Policy, overrides: "admin.Overrides") -> Policy:
+    def install(self, base: Policy, overrides: Overrides) -> Policy:
         """Make `base` with `overrides` the policy of the next request."""
         policy = overrides.apply(base)
         self.base_policy, self.overrides = base, overrides
         self.router.set_policy(policy)
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         return policy
+
+    async def change_flags(self, change: Change, event: dict[str, Any], *, base: Policy | None = None) -> bool:
+        """An admin change, for every replica; `base` is a newly reloaded policy file. Applies
+        here at once; False when the store did not take it yet (it follows when it can)."""
+        reloaded = base is not None
+        base = base or self.base_policy
+        state, shared = await self.flags.change(change, event, lambda o: o.apply(base).version_tag,
+                                                policy_version=base.digest if reloaded else None)
+        if reloaded:
+            self._store_policy_version = base.digest
+        self.install(base, state.overrides)
+        return shared
+
+    async def _apply_flags(self, state: FlagState) -> None:
+        """The shared flags changed (on another replica, or while the store was away)."""
+        base = self.base_policy
+        seen, self._store_policy_version = self._store_policy_version, state.policy_version
+        if seen is not _UNSEEN and state.policy_version != seen and state.policy_version != base.digest and self.policy_path:
+            # Another replica reloaded the policy: read this replica's copy of the file too.
+            try:
+                base = await asyncio.to_thread(load_policy, self.policy_path)
+            except PolicyError as exc:
+                log.error("policy reloaded on another replica, but this replica's file is rejected "
+                          "(the old policy stays): %s", exc)
+            if base.digest != state.policy_version:
+                log.warning("this replica's policy file %s differs from the one reloaded on another replica",
+                            self.policy_path)
+        reloaded = base is not self.base_policy
+        self.install(base, self.flags.overrides)  # the latest: a change may have landed meanwhile
+        if reloaded and self.warm_on_start:
+            self.start_warming()  # models the new policy names load in the background
 
     def start_warming(self) -> None:
         self.ready = False
@@ -378,10 +416,12 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     register_dashboard(app, service)
 
     async def on_startup(app: web.Application) -> None:
+        await service.flags.start()
         if service.warm_on_start:
             service.start_warming()
 
     async def on_cleanup(app: web.Application) -> None:
+        await service.flags.stop()
         if service._warm_task is not None and not service._warm_task.done():
             service._warm_task.cancel()
         await service.router.aclose()
@@ -395,18 +435,26 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
 
 
 def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.1", port: int = 8787,
-          *, warm: bool = True) -> None:
-    """`smallfirst serve`: load the policy, open the audit store, serve until interrupted."""
-    from smallfirst.policy import load_policy
+          *, warm: bool = True, spill_path: str | None = None) -> None:
+    """`smallfirst serve`: load the policy, open the audit store, serve until interrupted. The
+    audit store is a SQLite file or a postgresql:// URL shared with other replicas."""
+    from smallfirst.schema import check_store
+    from smallfirst.store import describe
 
     policy = load_policy(policy_path)
-    audit = AuditLog.sqlite(audit_path) if audit_path else None
+    if audit_path:
+        # Refuse a store that is behind the code; an unreachable one is not a reason to stop
+        # answering (decisions spill until it is back).
+        if (problem := check_store(audit_path)) is not None:
+            log.error("%s: decisions spill to the spill file and admin changes wait until it answers", problem)
+    audit = AuditLog.open(audit_path, spill_path=spill_path) if audit_path else None
     app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm)
     service = app[SERVICE]
     admin_state = "on" if service.admin_token else "off (set SMALLFIRST_ADMIN_TOKEN)"
+    store = f"{describe(audit_path)} (spill {audit.spill_path})" if audit is not None else "off"
     print(f"smallfirst serve: http://{host}:{port}/v1  policy {policy.source} ({policy.version_tag}); "
-          f"audit {audit_path or 'off'}; admin API {admin_state}; models load in the background (GET /readyz)",
-          flush=True)
+          f"audit {store}; admin API {admin_state}; replica {service.replica}; "
+          "models load in the background (GET /readyz)", flush=True)
     run(app, host, port)
 
 
