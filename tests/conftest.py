@@ -52,3 +52,40 @@ def write_policy(tmp_path: Path):
         return p
 
     return write
+
+
+# ---------------------------------------------------------------------- a real PostgreSQL (tests/pgserver.py)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the session, started by the tests themselves. Missing binaries
+    fail the tests with how to install them; only SMALLFIRST_SKIP_POSTGRES=1 skips them."""
+    import os
+
+    from pgserver import PgServer, PgUnavailable
+
+    if os.environ.get("SMALLFIRST_SKIP_POSTGRES") == "1":
+        pytest.skip("SMALLFIRST_SKIP_POSTGRES=1")
+    try:
+        server = PgServer.start_new()
+    except PgUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh database on the session's server, migrated, for one test."""
+    from smallfirst.schema import migrate
+    from smallfirst.store import close_pools, connect_postgres
+
+    if not pg_server.running():  # a test that stopped it and failed before starting it again
+        pg_server.start()
+    url = pg_server.create_database()
+    conn = connect_postgres(url)
+    migrate(conn)
+    conn.close()
+    yield url
+    close_pools()

@@ -580,7 +580,7 @@ def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None)
         if task_type:
             sql += " WHERE task_type = ?"
             args.append(task_type)
-        sql += " ORDER BY ts DESC LIMIT ?"
+        sql += " ORDER BY ts DESC, decision_id DESC LIMIT ?"
         args.append(limit)
         return [decode_row(r) for r in conn.execute(sql, args)]
     finally:
@@ -590,7 +590,7 @@ def read_recent(path: str | Path, limit: int = 20, task_type: str | None = None)
 def iter_all(path: str | Path) -> Iterable[dict[str, Any]]:
     conn = open_readonly(path)
     try:
-        for r in conn.execute("SELECT * FROM decisions ORDER BY ts"):
+        for r in conn.execute("SELECT * FROM decisions ORDER BY ts, decision_id"):
             yield decode_row(r)
     finally:
         conn.close()

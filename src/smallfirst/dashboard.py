@@ -280,7 +280,8 @@ def decisions(conn: Any, f: Filters, now: float | None = None) -> list[dict[str,
         clauses.append("(local_model = ? OR frontier_model = ?)")
         args += [f.model, f.model]
     where = " AND ".join(clauses) or "TRUE"
-    sql = f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE {where} ORDER BY ts DESC LIMIT ?"
+    # decision_id breaks ties: both databases then give the same order.
+    sql = f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE {where} ORDER BY ts DESC, decision_id DESC LIMIT ?"
     return [decode_row(r) for r in conn.execute(sql, [*args, max(1, min(f.limit, 500))])]
 
 

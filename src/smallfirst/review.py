@@ -152,7 +152,7 @@ def next_for_review(
             f"""SELECT {_REVIEW_COLUMNS}, q.reason AS queued_reason FROM decisions d
             LEFT JOIN review_queue q ON q.decision_id = d.decision_id
             WHERE d.review_label IS NULL AND (q.decision_id IS NOT NULL OR d.ts >= :since){task_sql}
-            ORDER BY q.decision_id IS NULL, q.queued_at, d.ts DESC LIMIT :n""",
+            ORDER BY q.decision_id IS NULL, q.queued_at, d.ts DESC, d.decision_id LIMIT :n""",
             {"task": task, "since": now - since_s, "n": n},
         ).fetchall()
     finally:
@@ -168,7 +168,7 @@ def reviewed(db_path: str | Path, task: str | None = None) -> list[dict[str, Any
         if task:
             sql += " AND task_type = ?"
             args.append(task)
-        return [dict(r) for r in conn.execute(sql + " ORDER BY ts", args)]
+        return [dict(r) for r in conn.execute(sql + " ORDER BY ts, decision_id", args)]
     finally:
         conn.close()
 

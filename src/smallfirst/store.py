@@ -229,9 +229,15 @@ class PgConnection:
         self.raw.rollback()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._release()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.raw.closed and self.raw.info.transaction_status != 0:  # not IDLE
+                self.raw.rollback()  # as sqlite3's close(): what was not committed is dropped
+        except Exception:  # a broken connection: the pool or the caller discards it
+            pass
+        self._release()
 
     def __enter__(self) -> "PgConnection":
         return self
