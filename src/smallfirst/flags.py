@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 
-from smallfirst.store import CONNECT_TIMEOUT_S, connect, dialect_of, is_postgres, psycopg_module
+from smallfirst.schema import open_for_writing
+from smallfirst.store import CONNECT_TIMEOUT_S, dialect_of, is_postgres, psycopg_module
 
 if TYPE_CHECKING:
     from smallfirst.policy import Policy
@@ -262,7 +263,7 @@ class SharedFlags:
     # ------------------------------------------------------------------ internals
 
     def _read(self) -> FlagState:
-        conn = connect(self.target, write=True)  # type: ignore[arg-type]
+        conn = open_for_writing(self.target)  # type: ignore[arg-type]
         try:
             state = read_flags(conn)
             conn.rollback()
@@ -271,7 +272,7 @@ class SharedFlags:
             conn.close()
 
     def _write(self, p: _Pending) -> FlagState:
-        conn = connect(self.target, write=True)  # type: ignore[arg-type]
+        conn = open_for_writing(self.target)  # type: ignore[arg-type]
         try:
             return write_change(conn, p)
         finally:

@@ -15,6 +15,7 @@ Columns are written as SQLite spells them; `Dialect.sql_type` maps them for Post
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from smallfirst.audit import COLUMNS
@@ -154,3 +155,22 @@ def check_store(target: str) -> str | None:
     finally:
         conn.close()
     return None
+
+
+_migrated: set[str] = set()
+
+
+def open_for_writing(target: str | Path) -> Any:
+    """A read-write connection for admin events and shared flags. The embedded SQLite store is
+    created and migrated on first use, as the audit writer does; a PostgreSQL one comes from the
+    pool (its schema is the operator's `smallfirst migrate`)."""
+    from smallfirst.store import connect, connect_sqlite_for_writing, is_postgres
+
+    if is_postgres(target):
+        return connect(target, write=True)
+    conn = connect_sqlite_for_writing(target)
+    key = str(Path(target).resolve())
+    if key not in _migrated:
+        migrate(conn)
+        _migrated.add(key)
+    return conn

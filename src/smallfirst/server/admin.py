@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smallfirst.flags import Overrides, insert_admin_event
 from smallfirst.policy import PolicyError, load_policy
-from smallfirst.store import connect, dialect_of, is_postgres
+from smallfirst.store import connect, dialect_of
 
 if TYPE_CHECKING:
     from smallfirst.server.app import Service
@@ -79,14 +79,9 @@ class ReloadBody(_Body):
 
 def record_admin_event(target: str | Path, event: dict[str, Any]) -> None:
     """One admin event, in its own short transaction in the audit store."""
-    if is_postgres(target):
-        conn = connect(target, write=True)
-    else:  # the embedded store is created and migrated on first use, as the audit writer does
-        from smallfirst.audit import ensure_schema
-        from smallfirst.store import connect_sqlite_for_writing
+    from smallfirst.schema import open_for_writing
 
-        conn = connect_sqlite_for_writing(target)
-        ensure_schema(conn)
+    conn = open_for_writing(target)
     try:
         with conn:
             insert_admin_event(conn, event)
