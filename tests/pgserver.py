@@ -104,9 +104,11 @@ class PgServer:
         return done
 
     def start(self) -> None:
-        # fsync off: a test cluster need not survive a power cut, and it is much faster.
+        # fsync off: a test cluster need not survive a power cut, and it is much faster. Commits
+        # stay synchronous: with synchronous_commit off, a crash (stop -m immediate) loses
+        # transactions the client was told were committed, and the fault tests would see it.
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                "-c full_page_writes=off -c max_connections=200")
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", opts, "start")
 
     def stop(self, mode: str = "fast") -> None:
