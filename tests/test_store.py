@@ -275,3 +275,9 @@ def test_migrating_twice_at_once_is_safe(pg_server):
     conn = connect_postgres(url)
     assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == LATEST
     conn.close()
+
+
+def test_audit_tail_and_the_dashboard_take_a_postgresql_url(both, capsys):
+    assert main(["audit", "tail", "--audit", both["postgresql"], "-n", "3", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["decision_id"] for r in rows] == [r["decision_id"] for r in read_recent(both["sqlite"], limit=3)]
