@@ -16,6 +16,7 @@ Without a store (no --audit) the overrides live in this process only.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -73,8 +74,6 @@ class Overrides:
                    local_groups=tuple(groups) if groups is not None else None)
 
     def apply(self, policy: "Policy") -> "Policy":
-        import hashlib
-
         d = self.to_dict()
         if not d:
             return policy

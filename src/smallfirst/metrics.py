@@ -145,6 +145,8 @@ class _AuditCollector:
         c = CounterMetricFamily("smallfirst_audit_records", "Audit records by what became of them.", labels=["state"])
         for state in ("submitted", "written", "spilled", "replayed", "lost"):
             c.add_metric([state], getattr(s, state))
+        # Rows the store already had: a batch retried after a lost commit answer, a spill replayed twice.
+        c.add_metric(["duplicate_ignored"], s.duplicates_ignored)
         yield c
         e = CounterMetricFamily("smallfirst_audit_write_errors", "Failed audit store writes (retried).")
         e.add_metric([], s.write_errors)

@@ -6,10 +6,10 @@ It is idempotent: a store at the latest version is left as it is. The embedded S
 migrated when it is opened; a PostgreSQL store is migrated by the operator, once per upgrade,
 and a replica refuses to write to one that is behind (`require_current`).
 
-A new table or column is a new entry at the end of MIGRATIONS (never an edit of an old one).
-A column added to AuditRecord
-(audit.COLUMNS) is added to every store by the next migrate, with no entry of its own.
-Columns are written as SQLite spells them; `Dialect.sql_type` maps them for PostgreSQL.
+A new table (the learn store's, say) or a new column of another table is a new entry at the end
+of MIGRATIONS, never an edit of an old one. A column added to AuditRecord (audit.COLUMNS) needs
+none: every migrate adds what the decisions table lacks. Columns are written as SQLite spells
+them; `Dialect.sql_type` maps them for PostgreSQL.
 """
 
 from __future__ import annotations
