@@ -176,3 +176,17 @@ def test_notify_alone_wakes_a_replica_that_would_not_poll_for_an_hour(pg_url):
 
 def test_polling_alone_converges_when_the_listen_connection_is_gone(pg_url):
     assert asyncio.run(_converges(pg_url, poll_s=0.2, listen=False)).version == 1
+
+
+def test_a_change_retried_after_its_commit_answer_was_lost_is_applied_and_recorded_once(pg_url):
+    from smallfirst.flags import _Pending, write_change
+    from smallfirst.store import connect_postgres
+
+    event = {"ts": time.time(), "action": "rollout", "allowed": True, "detail": None, "event_id": "e1"}
+    p = _Pending(lambda o: Overrides(local_groups=(o.local_groups or ()) + ("beta",)), event, lambda o: None)
+    conn = connect_postgres(pg_url)
+    first = write_change(conn, p)
+    again = write_change(conn, p)  # the same change, sent again by a replica that never saw the commit
+    assert again.version == first.version == 1 and again.overrides.local_groups == ("beta",)
+    assert conn.execute("SELECT COUNT(*) FROM admin_events WHERE event_id = 'e1'").fetchone()[0] == 1
+    conn.close()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal
 
@@ -127,10 +128,10 @@ def read_flags(conn: Any) -> FlagState:
 def insert_admin_event(conn: Any, event: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO admin_events (ts, action, allowed, status, remote, detail, policy_before, policy_after,"
-        " actor, reason, replica) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " actor, reason, replica, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (event["ts"], event["action"], int(event["allowed"]), event["status"], event.get("remote"),
          json.dumps(event.get("detail"), ensure_ascii=False), event.get("policy_before"), event.get("policy_after"),
-         event.get("actor"), event.get("reason"), event.get("replica")),
+         event.get("actor"), event.get("reason"), event.get("replica"), event.get("event_id")),
     )
 
 
@@ -157,6 +158,9 @@ def write_change(conn: Any, p: _Pending) -> FlagState:
         row = conn.execute(f"SELECT version, overrides, policy_version FROM flags WHERE id = 1{lock}").fetchone()
         if row is None:
             raise RuntimeError("the store has no flags row: run `smallfirst migrate`")
+        if conn.execute("SELECT 1 FROM admin_events WHERE event_id = ?", (p.event["event_id"],)).fetchone():
+            conn.rollback()  # an earlier try committed and only its answer was lost: applied once already
+            return read_flags(conn)
         new = p.change(Overrides.from_dict(json.loads(row[1])))
         now = time.time()
         event = p.event
@@ -229,6 +233,7 @@ class SharedFlags:
         """Apply `change` everywhere; the admin event is written with it. Returns the state in
         force here and whether the store took it (False: it is pending, applied here only)."""
         p = _Pending(change, event, describe, policy_version)
+        event.setdefault("event_id", uuid.uuid4().hex)  # makes a retried write of this change a no-op
         event["recorded"] = True  # with the change, now or when the store is back: not again by the caller
         async with self._lock:
             if self.target is None:

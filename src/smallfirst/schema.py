@@ -76,15 +76,17 @@ def _shared_flags(conn: Any, d: Dialect) -> None:
     conn.execute("INSERT INTO flags (id, version, overrides, updated_at) VALUES (1, 0, '{}', ?)"
                  " ON CONFLICT (id) DO NOTHING", (time.time(),))
     have = d.columns(conn, "admin_events")
-    for name in ("actor", "reason", "replica"):
+    for name in ("actor", "reason", "replica", "event_id"):
         if name not in have:
             conn.execute(f"ALTER TABLE admin_events ADD COLUMN {name} TEXT")
+    # A change retried after its commit answer was lost must not be recorded (or applied) twice.
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS admin_events_event_id ON admin_events (event_id)")
 
 
 Migration = tuple[int, str, Callable[[Any, Dialect], None]]
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "decisions, admin_events, review_queue, review_log", _baseline),
-    (2, "flags shared by replicas; admin_events actor, reason, replica", _shared_flags),
+    (2, "flags shared by replicas; admin_events actor, reason, replica, event_id", _shared_flags),
 )
 LATEST = MIGRATIONS[-1][0]
 
