@@ -1,0 +1,100 @@
+"""Per-family hard-stop recall and false stops on the hand-written dev and held-out sets.
+
+    python bench/hardstop_families.py                     # dev set, current rules
+    python bench/hardstop_families.py --set holdout       # the held-out set (report only)
+    python bench/hardstop_families.py --rev c32a49c       # the same, with hardstops.py of a git revision
+    python bench/hardstop_families.py --show              # also print every miss and false stop
+
+Recall: share of a family's `stop` snippets that raise the expected category. False-stop rate:
+share of its `pass` snippets that raise any hard stop. The rules run as the router runs them,
+with the bundled policy's phrases. See bench/data/hardstops_dev.yaml for how the sets were made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = {"dev": ROOT / "bench" / "data" / "hardstops_dev.yaml", "holdout": ROOT / "bench" / "data" / "hardstops_holdout.yaml"}
+
+
+def load_set(path: Path) -> dict[str, dict]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for family, body in data.items():
+        body.setdefault("stop", [])
+        body.setdefault("pass", [])
+        body["stop"] = [s if isinstance(s, dict) else {"category": body["category"], "text": s} for s in body["stop"]]
+    return data
+
+
+def hard_stops_at(rev: str | None):
+    """HardStops with the bundled policy's phrases, from the working tree or from a git revision."""
+    from smallfirst.policy import load_policy
+
+    phrases = load_policy(None).hard_stops
+    if rev is None:
+        from smallfirst.hardstops import HardStops
+
+        return HardStops(phrases)
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/smallfirst/hardstops.py"],
+                            check=True, capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"hardstops_{rev}", f.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HardStops(phrases)
+
+
+def evaluate(hs, data: dict[str, dict]) -> list[dict]:
+    rows = []
+    for family, body in data.items():
+        misses = [s["text"] for s in body["stop"] if s["category"] not in {m.category for m in hs.scan(s["text"])}]
+        false = []
+        for text in body["pass"]:
+            found = hs.scan(text)
+            if found:
+                false.append((text, found[0].rule))
+        rows.append({"family": family, "category": body["category"], "n_stop": len(body["stop"]), "misses": misses,
+                     "n_pass": len(body["pass"]), "false": false})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", choices=sorted(SETS), default="dev")
+    ap.add_argument("--rev", help="git revision whose hardstops.py to measure instead of the working tree")
+    ap.add_argument("--show", action="store_true", help="print every miss and false stop")
+    args = ap.parse_args()
+    rows = evaluate(hard_stops_at(args.rev), load_set(SETS[args.set]))
+    print(f"set: {args.set} ({SETS[args.set].name}); rules: {args.rev or 'working tree'}\n")
+    print("| family | category | recall | n | false stops | n |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        recall = f"{1 - len(r['misses']) / r['n_stop']:.0%}" if r["n_stop"] else "-"
+        false = f"{len(r['false']) / r['n_pass']:.0%}" if r["n_pass"] else "-"
+        print(f"| {r['family']} | {r['category']} | {recall} | {r['n_stop']} | {false} | {r['n_pass']} |")
+    n_stop = sum(r["n_stop"] for r in rows)
+    n_miss = sum(len(r["misses"]) for r in rows)
+    n_pass = sum(r["n_pass"] for r in rows)
+    n_false = sum(len(r["false"]) for r in rows)
+    print(f"| **all** | | **{1 - n_miss / n_stop:.1%}** | {n_stop} | **{n_false / n_pass:.1%}** | {n_pass} |")
+    print(f"\nmisses {n_miss}/{n_stop} ({n_miss / n_stop:.1%}), false stops {n_false}/{n_pass} ({n_false / n_pass:.1%})")
+    if args.show:
+        for r in rows:
+            for text in r["misses"]:
+                print(f"\nMISS  [{r['family']}] {text!r}")
+            for text, rule in r["false"]:
+                print(f"\nFALSE [{r['family']}] ({rule}) {text!r}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    main()
