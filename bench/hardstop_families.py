@@ -13,16 +13,15 @@ with the bundled policy's phrases. See bench/data/hardstops_dev.yaml for how the
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SETS = {"dev": ROOT / "bench" / "data" / "hardstops_dev.yaml", "holdout": ROOT / "bench" / "data" / "hardstops_holdout.yaml"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import ROOT, module_at  # noqa: E402
+
+SETS = {name: ROOT / "bench" / "data" / f"hardstops_{name}.yaml" for name in ("dev", "dev2", "holdout")}
 
 
 def load_set(path: Path) -> dict[str, dict]:
@@ -43,14 +42,7 @@ def hard_stops_at(rev: str | None):
         from smallfirst.hardstops import HardStops
 
         return HardStops(phrases)
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/smallfirst/hardstops.py"],
-                            check=True, capture_output=True, text=True).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(source)
-    spec = importlib.util.spec_from_file_location(f"hardstops_{rev}", f.name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.HardStops(phrases)
+    return module_at(rev, "src/smallfirst/hardstops.py").HardStops(phrases)
 
 
 def evaluate(hs, data: dict[str, dict]) -> list[dict]:
