@@ -76,6 +76,7 @@ def test_a_valid_rule_file_loads_and_its_rule_works_alone(tmp_path):
         (("        pattern: '\\bdemo\\s+denied\\b'", "        pattern: '{{nope}} denied'"), 8, "unknown fragment"),
         (("        cues: [denied]", "        cues: [demo denied]"), 7, "not one word"),
         (("        cues: [denied]", "        cues: [de*]"), 7, "at least 3 bytes"),
+        (("        cues: [denied]", "        cues: [denied, no]"), 7, "quote 'no' (YAML reads it as bool)"),
         (("        cues: [denied]", "        cues: ['*abc*']"), 7, "non-ASCII"),
         (("        fire: [\"demo denied\"]\n", ""), 6, "fire: missing"),
         (("        pass: [\"demo allowed\"]", "        pass: []"), 10, "non-empty list"),

@@ -122,12 +122,14 @@ _CONVENTIONAL_COMMIT = re.compile(
 )
 _VERSION_PREFIX = r"(?:v?\d+\.\d+(?:\.\d+)?[\w.-]*\s*[:)\-]\s*)?"
 _CHANGE_ENTRY = re.compile(
-    _BULLET + r"?" + _VERSION_PREFIX + r"(?:\*\*[^*\n]{1,40}:?\*\*:?\s*)?(?:" + _CHANGE_VERB + r"|fixed:|changed:|added:)"
+    _BULLET + r"?" + _VERSION_PREFIX + r"(?:\*\*[^*\n]{1,40}:?\*\*:?\s*|[\w/.-]{1,30}:\s+)?(?:" + _CHANGE_VERB + r"|fixed:|changed:|added:)"
 )
 _ISSUE_REF = re.compile(r"\(#\d+\)|\[#\d+\]|\(\[#\d+\]|\bby\s+@[\w-]+\s+in\s+https?://|/pull/\d+|/issues/\d+|\bgh-\d+\b")
 _CHANGELOG_HEADING = re.compile(
     r"^\s*(?:#{1,4}\s*)?(?:\[?v?\d+\.\d+(?:\.\d+)?[\w.-]*\]?(?:\s*[-(][^\n]*)?"
-    r"|changelog|changes|release\s+notes|what's\s+changed|bug\s+fixes|features|fixed|added|changed|unreleased"
+    r"|changelog|changes|release\s+notes|what's\s+changed|bug\s*fixes|fixes|features|fixed|added|changed|removed|deprecated"
+    r"|unreleased|improvements|enhancements|breaking\s+changes|security|performance|dependencies|documentation|other\s+changes"
+    r"|notable\s+changes|miscellaneous|chores"
     r"|sourced\s+from\s+\S+\s+releases\.?|commits|merge\s+pull\s+request\s+#\d+[^\n]*|merge\s+branch\s+[^\n]*)\s*:?\s*$",
     re.MULTILINE,
 )
@@ -206,6 +208,7 @@ def placeholder_at(text: str, start: int) -> bool:
 
 _CODE_LINE = re.compile(
     r"\s*(?:(?:get|post|put|patch|delete|match)\s+['\"]/|path\(|re_path\(|url\(|route::|router\.\w+\(|app\.\w+\("
+    r"|\[\w+(?:\(|\])|\w+\s*\+?=\s*\[?\s*(?:path|re_path|url)\(|(?:get|post|put|patch|delete)\s+/\S*\s+\w+#\w+"
     r"|@\w+(?:\(|$)|(?:public|private|protected|static|final)\s|class\s+\w+|def\s+\w+|func\s+\w+|function\s+\w+"
     r"|(?:const|let|var)\s+\w+\s*=|case\s+[\w.]+:|if\s*\(?[^\n]*==|elif\s|return\s+(?:err|new|\w+\()|raise\s+\w+|throw\s+new"
     r"|\{\s*path\s*:|//|/\*|<!--|\"\"\"|\'\'\')"
@@ -221,8 +224,12 @@ def not_code(norm: str, m: re.Match[str]) -> bool:
         return False
     before = norm[max(lo, m.start() - 1) : m.start()]
     after = norm[m.end() : m.end() + 1]
-    # A path segment or identifier: '/forbidden', errors#forbidden, views.forbidden, forbidden/
-    return not (before in ("/", "#", ".") or after == "/")
+    # A path segment or identifier: '/forbidden', errors#forbidden, views.forbidden, forbidden/,
+    # a function Forbidden(), a quoted argument name='forbidden' or ("forbidden").
+    if before in ("/", "#", ".") or after in ("/", "("):
+        return False
+    quoted = before in ("'", '"') and after == before
+    return not (quoted and re.search(r"[=(\[,]\s*$", norm[max(lo, m.start() - 8) : m.start() - 1]))
 
 
 # ------------------------------------------------------------------ documentation
@@ -295,7 +302,7 @@ def not_advice(norm: str, m: re.Match[str]) -> bool:
 
 # ------------------------------------------------------------------ production targets
 
-PROD = r"(?<![a-z0-9])(?<!non-)(?<!pre-)(?<!non_)(?:prod|production|prd)(?![a-z])"
+PROD = r"(?:(?<![a-z0-9])(?<!non-)(?<!pre-)(?<!non_)|(?<=\s-p))(?:prod|production|prd)(?![a-z])"
 _PROD = re.compile(PROD)
 _SCRATCH = re.compile(
     r"(?<![a-z])(?:test|tests|testing|ci|dev|development|local|sandbox|preview|review|ephemeral"
@@ -396,6 +403,63 @@ def not_a_missing_repository(norm: str, m: re.Match[str]) -> bool:
     return not _OTHER_CAUSE.search(norm, max(0, m.start() - 400), m.start())
 
 
+# ------------------------------------------------------------------ plain-language requests and reports
+
+_SECRET_NOUN = (
+    r"(?:secrets?|tokens?|api[\s_-]?keys?|(?:access|secret|private|signing|ssh|deploy|live|prod(?:uction)?|stripe|aws|gcp|azure"
+    r"|service[\s-]account(?:\s+json)?|root|admin|master|license|webhook|slack|npm|github|gitlab|pypi|db|database)\s+(?:\w+\s+){0,2}?"
+    r"(?:keys?|tokens?|credentials?|passwords?|secrets?)|passwords?|credentials?|creds|\.env(?:\s+file)?|private\s+keys?|kubeconfig|pats?)\b"
+)
+_SECRET_BEFORE = re.compile(r"(?<![\w.])" + _SECRET_NOUN + r"[^.\n?!]{0,60}$")
+_SECRET_AFTER = re.compile(
+    r"\s+(?:(?:our|my|the|a|an|his|her|their|all|some|its|your|this|that)\s+)?"
+    r"(?:(?!(?:in|on|at|of|for|to|from|with|by|into|when|while)\b)\w+\s+){0,3}?" + _SECRET_NOUN
+)
+
+
+def about_a_secret(norm: str, m: re.Match[str]) -> bool:
+    """True when a secret (token, key, password, credentials, .env) is named just before the
+    match in the same sentence, or right after it: "the deploy token leaked", "leaked our token"."""
+    start, end = _sentence(norm, m)
+    return bool(_SECRET_BEFORE.search(norm, max(start, m.start() - 120), m.start()) or _SECRET_AFTER.match(norm, m.end(), end))
+
+
+_MADE_VISIBLE = re.compile(
+    r"\b(?:pasted|posted|published|committed|pushed|shared|uploaded|checked\s+in|ended\s+up|showed\s+up|shows\s+up|turned\s+up"
+    r"|appeared|printed|echoed|logged|dumped|displayed|tweeted|sent|forwarded|emailed|found|leak(?:ed|ing)?|exposed|visible"
+    r"|(?:is|are|was|were)\s+(?:now\s+|still\s+|sitting\s+)?(?:in|on))\b"
+)
+
+
+def made_visible(norm: str, m: re.Match[str]) -> bool:
+    """True when the sentence says something put the secret there ("pasted", "committed", "is in")."""
+    start, end = _sentence(norm, m)
+    return bool(_MADE_VISIBLE.search(norm, start, end))
+
+
+_ASK_ACCESS = re.compile(
+    r"\b(?:give|grant|add|make|assign|need|want|get|request(?:ing)?|create|set\s+up|provision|elevate|disable|turn\s+off|bypass"
+    r"|skip|remove|reset|put|install)\b[^.\n?!]{0,50}$"
+)
+_ASK_SECRET = re.compile(
+    r"\b(?:what(?:'s|\s+is|\s+are)|send|share|give|tell|forward|dm|post|paste|need|lend|get|have|grab|borrow|know)\b[^.\n?!]{0,30}?"
+    r"\b(?:the|your|their|our|his|her)\s+(?:[\w-]+\s+){0,3}?$"
+)
+
+
+def asked_for_access(norm: str, m: re.Match[str]) -> bool:
+    """True when the sentence asks for the privilege named: give, grant, add, make, need ... it."""
+    start, _ = _sentence(norm, m)
+    return bool(_ASK_ACCESS.search(norm, max(start, m.start() - 60), m.start()))
+
+
+def asked_for_secret(norm: str, m: re.Match[str]) -> bool:
+    """True when the sentence asks for the credential named: "what's the root password",
+    "send me the admin password", "can I get the prod database password"."""
+    start, _ = _sentence(norm, m)
+    return bool(_ASK_SECRET.search(norm, max(start, m.start() - 70), m.start()))
+
+
 def after_credential_prompt(norm: str, m: re.Match[str]) -> bool:
     """An end of input (EOFError, "EOF when reading a line") right after a prompt for a user
     name, password or passphrase: a login that needed a human."""
@@ -423,6 +487,10 @@ CHECKS: dict[str, Check] = {
         not_a_missing_repository,
         not_a_local_denial,
         not_a_zero_count,
+        about_a_secret,
+        made_visible,
+        asked_for_access,
+        asked_for_secret,
         after_credential_prompt,
     )
 }

@@ -229,7 +229,9 @@ def _load_file(path: Path) -> list[Rule]:
         return out
 
     def text(node: yaml.Node, field: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str" or not node.value:
+        if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
+            raise fail(node, field, f"must be a string; quote {node.value!r} (YAML reads it as {node.tag.rsplit(':', 1)[-1]})")
+        if not isinstance(node, yaml.ScalarNode) or not node.value:
             raise fail(node, field, "must be a non-empty string")
         return node.value
 
