@@ -79,6 +79,7 @@ def test_a_valid_rule_file_loads_and_its_rule_works_alone(tmp_path):
         (("        cues: [denied]", "        cues: [denied, no]"), 7, "quote 'no' (YAML reads it as bool)"),
         (("        cues: [denied]", "        cues: ['*abc*']"), 7, "non-ASCII"),
         (("        fire: [\"demo denied\"]\n", ""), 6, "fire: missing"),
+        (("        cues: [denied]\n", ""), 7, "cues: missing"),
         (("        pass: [\"demo allowed\"]", "        pass: []"), 10, "non-empty list"),
         (("        pattern: '\\bdemo\\s+denied\\b'\n", "        pattern: 'x'\n        patterns: ['y']\n"), 6, "exactly one of"),
         (("        cues: [denied]\n", "        cues: [denied]\n        context: [not_a_thing]\n"), 8, "unknown context check"),

@@ -447,6 +447,17 @@ _ASK_SECRET = re.compile(
 )
 
 
+_PRIVILEGE_BEFORE = re.compile(
+    r"\b(?:admin(?:istrator)?|owner|superuser|cluster-admin|maintainer|elevated|root|write|push|full|read|read-write|read/write"
+    r"|prod(?:uction)?|sudo|org\s+owner)\s+$"
+)
+
+
+def after_privilege_word(norm: str, m: re.Match[str]) -> bool:
+    """True when a privilege names the access: "admin access", "write permissions", "owner role"."""
+    return bool(_PRIVILEGE_BEFORE.search(norm, max(0, m.start() - 30), m.start()))
+
+
 def asked_for_access(norm: str, m: re.Match[str]) -> bool:
     """True when the sentence asks for the privilege named: give, grant, add, make, need ... it."""
     start, _ = _sentence(norm, m)
@@ -489,6 +500,7 @@ CHECKS: dict[str, Check] = {
         not_a_zero_count,
         about_a_secret,
         made_visible,
+        after_privilege_word,
         asked_for_access,
         asked_for_secret,
         after_credential_prompt,

@@ -149,11 +149,13 @@ class Rule:
     category: str
     family: str
     # The pattern(s) as alternatives that each start with a literal, so the regex engine can skip
-    # ahead to it (a leading \b or group costs 100x on a long log); True where the alternative
-    # must start a word (its \b is checked in code).
-    matchers: tuple[tuple[re.Pattern[str], bool], ...]
-    # Words that must occur for the rule to be possible: "x" a word, "x*" a word starting with x,
-    # "*x*" anywhere in the text (for scripts written without spaces; non-ASCII only).
+    # ahead to it (a leading \b or group costs 100x on a long log), each with whether it must start
+    # a word (its \b is checked in code) and the cues that let it run (as the prefilter reports
+    # them: "x", "x" for "x*", "x" for "*x*").
+    matchers: tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]
+    # Words one of which must occur for the rule to be possible: "x" a word, "x*" a word starting
+    # with x, "*x*" anywhere in the text (for scripts written without spaces; non-ASCII only). The
+    # rule's own cues and those of its patterns that carry their own.
     cues: tuple[str, ...]
     checks: tuple[Check, ...]  # context checks on the normalised text; all must accept a match
     fire: tuple[str, ...]  # examples it must fire on
@@ -166,7 +168,8 @@ class Rule:
     def fires(self, text: str) -> bool:
         """This rule alone, cue prefilter included, on `text`."""
         norm, _ = normalise(text)
-        cues = _Cues((self,)).candidates(norm, _words(norm)).get(0)
+        words = _words(norm)
+        cues = _Cues((self,)).candidates(norm, words, {w[:3] for w in words}).get(0)
         return cues is not None and _first_hit(self, norm, cues) is not None
 
 
@@ -260,22 +263,43 @@ def _load_file(path: Path) -> list[Rule]:
         if not isinstance(rule_nodes, yaml.SequenceNode) or not rule_nodes.value:
             raise fail(rule_nodes, f"{family}.rules", "must be a non-empty list")
         for index, rnode in enumerate(rule_nodes.value):
-            r = mapping(rnode, f"{family}.rules[{index}]", _RULE_KEYS, {"id", "cues", "fire", "pass"})
+            r = mapping(rnode, f"{family}.rules[{index}]", _RULE_KEYS, {"id", "fire", "pass"})
             rid = text(r["id"][1], "id")
             where = f"{rid}"
             if not rid.startswith(category + "."):
                 raise fail(r["id"][1], "id", f"{rid!r} must start with {category + '.'!r}")
             if ("pattern" in r) == ("patterns" in r):
                 raise fail(rnode, where, "give exactly one of pattern or patterns")
-            sources = texts(r["patterns"][1], f"{where}.patterns") if "patterns" in r else [(r["pattern"][1], text(r["pattern"][1], f"{where}.pattern"))]
-            compiled = _compile([(n, _pattern_source(s, lambda msg, n=n: fail(n, f"{where}.pattern", msg))) for n, s in sources], fail, where)
-            cues = tuple(_cue(n, t, lambda msg, n=n: fail(n, f"{where}.cues", msg)) for n, t in texts(r["cues"][1], f"{where}.cues"))
+            cues = tuple(_cue(n, t, lambda msg, n=n: fail(n, f"{where}.cues", msg)) for n, t in texts(r["cues"][1], f"{where}.cues")) if "cues" in r else ()
+            # A pattern is a string (run when one of the rule's cues occurs) or {cues, pattern}
+            # (run when one of its own does): alternatives with their own rare words stay cheap.
+            sources: list[tuple[yaml.Node, str, tuple[str, ...]]] = []
+            if "pattern" in r:
+                sources.append((r["pattern"][1], text(r["pattern"][1], f"{where}.pattern"), cues))
+            else:
+                pnodes = r["patterns"][1]
+                if not isinstance(pnodes, yaml.SequenceNode) or not pnodes.value:
+                    raise fail(pnodes, f"{where}.patterns", "must be a non-empty list")
+                for i, pn in enumerate(pnodes.value):
+                    if isinstance(pn, yaml.MappingNode):
+                        pm = mapping(pn, f"{where}.patterns[{i}]", {"cues", "pattern"}, {"cues", "pattern"})
+                        own = tuple(_cue(n, t, lambda msg, n=n: fail(n, f"{where}.patterns[{i}].cues", msg))
+                                    for n, t in texts(pm["cues"][1], f"{where}.patterns[{i}].cues"))
+                        sources.append((pm["pattern"][1], text(pm["pattern"][1], f"{where}.patterns[{i}].pattern"), own))
+                    else:
+                        sources.append((pn, text(pn, f"{where}.patterns[{i}]"), cues))
+            for node, _, own in sources:
+                if not own:
+                    raise fail(node, f"{where}.cues", "missing: a pattern without its own cues needs the rule's")
+            compiled = _compile([(n, _pattern_source(s, lambda msg, n=n: fail(n, f"{where}.pattern", msg)), c) for n, s, c in sources], fail, where)
+            cues = tuple(dict.fromkeys(c for _, _, own in sources for c in own))
             own = checks(r["context"][1], f"{where}.context") if "context" in r else []
             skip = checks(r["skip_context"][1], f"{where}.skip_context") if "skip_context" in r else []
             for n, s in zip(r["skip_context"][1].value if "skip_context" in r else [], skip):
                 if s not in defaults:
                     raise fail(n, f"{where}.skip_context", f"{s!r} is not a context check of this file")
-            names = [c for c in defaults if c not in skip] + [c for c in own if c not in defaults]
+            # The rule's own checks first: they are the selective ones, the file's are generic.
+            names = [c for c in own if c not in defaults] + [c for c in defaults if c not in skip]
             rules.append(Rule(
                 id=rid,
                 category=category,
@@ -318,15 +342,21 @@ def _pattern_source(source: str, fail) -> str:
     return "".join(parts)
 
 
-def _compile(sources: list[tuple[yaml.Node, str]], fail, where: str) -> tuple[tuple[re.Pattern[str], bool], ...]:
-    matchers: list[tuple[re.Pattern[str], bool]] = []
-    for node, s in sources:
+def _compile(sources: list[tuple[yaml.Node, str, tuple[str, ...]]], fail, where: str) -> tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]:
+    matchers: list[tuple[re.Pattern[str], bool, frozenset[str]]] = []
+    for node, s, cues in sources:
+        gate = frozenset(_cue_body(c) for c in cues)
         try:
             re.compile(s)
-            matchers += [(re.compile(alt), word_start) for alt, word_start in _literal_first(s)]
+            matchers += [(re.compile(alt), word_start, gate) for alt, word_start in _literal_first(s)]
         except re.error as exc:
             raise fail(node, f"{where}.pattern", f"bad regex: {exc}") from None
     return tuple(matchers)
+
+
+def _cue_body(cue: str) -> str:
+    """A cue as the prefilter reports it present: "x*" -> "x", "*x*" -> "x"."""
+    return cue[1:-1] if cue.startswith("*") and cue.endswith("*") and len(cue) > 2 else cue.rstrip("*")
 
 
 _MAX_ALTERNATIVES = 64
@@ -454,14 +484,13 @@ class _Cues:
         # One pass finds the substring cues present; a shorter cue inside a found one is present too.
         self.substring_rx = re.compile("|".join(re.escape(c) for c in sorted(self.substring, key=len, reverse=True))) if self.substring else None
 
-    def candidates(self, norm: str, words: set[bytes]) -> dict[int, list[str]]:
+    def candidates(self, norm: str, words: set[bytes], heads: set[bytes]) -> dict[int, list[str]]:
         """rule index -> the cue strings present (for locating windows)."""
         out: dict[int, list[str]] = {}
         for cue in words & self.exact_keys:
             for i in self.exact[cue]:
                 out.setdefault(i, []).append(cue.decode())
         if self.prefix:
-            heads = {w[:3] for w in words}
             for cue, idx in self.prefix.items():
                 if cue[:3] in heads:
                     for i in idx:
@@ -550,7 +579,8 @@ class HardStops:
             return []
         norm, offsets = normalise(text)
         words = _words(norm)
-        candidates = self._cues.candidates(norm, words)
+        heads = {w[:3] for w in words}
+        candidates = self._cues.candidates(norm, words, heads)
         found: list[HardStopMatch] = []
         for category in HARD_STOP_CATEGORIES:
             best: tuple[int, int, str] | None = None  # (start, end, rule id) in normalised offsets
@@ -576,7 +606,7 @@ class HardStops:
                 rule_id = best[2]
             if category == "security":
                 # A secret in the input is a security stop: it must not reach a log or a model.
-                secret = _first_secret(text, norm, words)
+                secret = _first_secret(text, norm, words, heads)
                 if secret is not None and (span is None or secret.span[0] < span[0]):
                     span, rule_id, secret_kind = secret.span, "security.secret", secret.kind
             if span is not None:
@@ -596,18 +626,33 @@ def _cues_for(rules: tuple[Rule, ...]) -> _Cues:
 
 
 def _first_hit(rule: Rule, norm: str, cues: list[str]) -> tuple[int, int] | None:
+    """The earliest accepted match of any of the rule's alternatives, each searched only near
+    the present cues that gate it."""
     best: tuple[int, int] | None = None
-    for lo, hi in _windows(norm, cues):
-        for rx, word_start in rule.matchers:
-            for m in rx.finditer(norm, lo, hi if best is None else min(hi, best[0] + 1)):
-                if word_start and m.start() > 0 and _is_word_char(norm[m.start() - 1]):
-                    continue
-                if rule.accepts(norm, m):
-                    if best is None or m.start() < best[0]:
-                        best = (m.start(), m.end())
-                    break
-        if best is not None:
-            return best  # windows are in order: nothing later can start earlier
+    windows: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+    for rx, word_start, gate in rule.matchers:
+        active = tuple(c for c in cues if c in gate)
+        if not active:
+            continue
+        if active not in windows:
+            windows[active] = _windows(norm, active)
+        for lo, hi in windows[active]:
+            if best is not None and lo >= best[0]:
+                break
+            hit = _first_accepted(rule, rx, word_start, norm, lo, hi)
+            if hit is not None:
+                if best is None or hit[0] < best[0]:
+                    best = hit
+                break  # windows are in order: nothing later in them can start earlier
+    return best
+
+
+def _first_accepted(rule: Rule, rx: re.Pattern[str], word_start: bool, norm: str, lo: int, hi: int) -> tuple[int, int] | None:
+    for m in rx.finditer(norm, lo, hi):
+        if word_start and m.start() > 0 and _is_word_char(norm[m.start() - 1]):
+            continue
+        if rule.accepts(norm, m):
+            return m.start(), m.end()
     return None
 
 
@@ -659,8 +704,7 @@ _WRAPPED_TOKEN = re.compile(
 )
 
 
-def _first_secret(text: str, norm: str, words: set[bytes]) -> SecretMatch | None:
-    heads = {w[:3] for w in words}
+def _first_secret(text: str, norm: str, words: set[bytes], heads: set[bytes]) -> SecretMatch | None:
     cued = not _SECRET_WORDS.isdisjoint(words) or any(
         p[:3].encode() in heads and p in norm for p in _SECRET_PREFIXES
     )
