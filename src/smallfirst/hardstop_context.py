@@ -27,7 +27,8 @@ def line_bounds(norm: str, start: int, end: int | None = None) -> tuple[int, int
 
 # A CI log line's own prefix: a timestamp, a runner's step prefix, a log level in brackets.
 _LOG_PREFIX = re.compile(
-    r"(?:\s*(?:\d{4}-\d\d-\d\dt[\d:.]+z?|\d\d:\d\d:\d\d(?:[.,]\d+)?|#\d+\s+[\d.]+|\[[\w ./:-]{1,30}\]|##\[\w+\]))*\s*"
+    r"(?:\s*(?:\d{4}-\d\d-\d\dt[\d:.]+z?|\d\d:\d\d:\d\d(?:[.,]\d+)?|#\d+\s+[\d.]+"
+    r"|\[(?!\s*(?:pass|passed|ok|fail|failed|skip|skipped)\s*\])[\w ./:-]{1,30}\]|##\[\w+\]))*\s*"
 )
 
 
@@ -52,6 +53,7 @@ _TEST_LINE = re.compile(
     r"|[^\n]*\s>\s[^\n]*\s(?:passed|failed|skipped)\s*$"  # Gradle: `AuthTest > rejects guests with 401 PASSED`
     r"|[^\n]*\s(?:passed|skipped)\s*(?:\[\s*\d+%\])?\s*$"
     r"|[\w:./ -]{1,80}::[a-z][\w ,'./-]{0,120}$"  # QUnit/Ember: `model:admin-user::revoke key`
+    r"|[^\n]*\s[\u2713\u2714\u221a](?:\s*\(\d+(?:\.\d+)?\s?m?s\))?\s*$"  # `should handle 'denied: denied' ✓`
     r")",
     re.MULTILINE,
 )
@@ -210,7 +212,7 @@ _CODE_LINE = re.compile(
     r"\s*(?:(?:get|post|put|patch|delete|match)\s+['\"]/|path\(|re_path\(|url\(|route::|router\.\w+\(|app\.\w+\("
     r"|\[\w+(?:\(|\])|\w+\s*\+?=\s*\[?\s*(?:path|re_path|url)\(|(?:get|post|put|patch|delete)\s+/\S*\s+\w+#\w+"
     r"|@\w+(?:\(|$)|(?:public|private|protected|static|final)\s|class\s+\w+|def\s+\w+|func\s+\w+|function\s+\w+"
-    r"|(?:const|let|var)\s+\w+\s*=|case\s+[\w.]+:|if\s*\(?[^\n]*==|elif\s|return\s+(?:err|new|\w+\()|raise\s+\w+|throw\s+new"
+    r"|(?:export\s+)?(?:const|let|var)\s+\w+\s*(?::\s*[\w<>\[\]]+\s*)?=|[\w'\"]+\s*:\s*['\"][^'\"\n]*['\"],?\s*$|case\s+[\w.]+:|if\s*\(?[^\n]*==|elif\s|return\s+(?:err|new|\w+\()|raise\s+\w+|throw\s+new"
     r"|\{\s*path\s*:|//|/\*|<!--|\"\"\"|\'\'\')"
 )
 
@@ -229,7 +231,8 @@ def not_code(norm: str, m: re.Match[str]) -> bool:
     if before in ("/", "#", ".") or after in ("/", "("):
         return False
     quoted = before in ("'", '"') and after == before
-    return not (quoted and re.search(r"[=(\[,]\s*$", norm[max(lo, m.start() - 8) : m.start() - 1]))
+    return not (quoted and re.search(r"(?:[=(\[,]|\b(?:path|name|component|route|template|view|redirect|to|as|id)\s*:)\s*$",
+                                     norm[max(lo, m.start() - 16) : m.start() - 1]))
 
 
 # ------------------------------------------------------------------ documentation
@@ -247,6 +250,10 @@ _POLICY_WORDS = re.compile(
 _URGENT = re.compile(r"\b(?:now|immediately|asap|right\s+away|today|tonight|urgent(?:ly)?|leaked|exposed|compromised|contractor)\b")
 
 
+# "If a token is leaked, rotate it immediately": what to do should it happen, not that it did.
+_HYPOTHETICAL = re.compile(r"\W*(?:if|in\s+case|when(?:ever)?|should|once|unless)\b(?![^.\n]{0,40}\b(?:see\s+this|you\s+see))")
+
+
 def _sentence(norm: str, m: re.Match[str]) -> tuple[int, int]:
     lo, hi = line_bounds(norm, m.start(), m.end())
     start = max(norm.rfind(". ", lo, m.start()), norm.rfind("? ", lo, m.start()), norm.rfind("! ", lo, m.start()), lo - 1) + 1
@@ -261,6 +268,8 @@ def not_documentation(norm: str, m: re.Match[str]) -> bool:
     in the same sentence ("now", "leaked", "immediately") keeps the match."""
     lo, hi = line_bounds(norm, m.start(), m.end())
     start, end = _sentence(norm, m)
+    if _HYPOTHETICAL.match(norm, start, end):
+        return False
     if _URGENT.search(norm, start, end):
         return True
     line = norm[_content_start(norm, lo) : hi]
@@ -282,11 +291,14 @@ def not_a_policy_statement(norm: str, m: re.Match[str]) -> bool:
     every 90 days", "rotation is handled automatically", "defaults to 24h") - unless it is urgent."""
     start, end = _sentence(norm, m)
     sentence = norm[start:end]
+    if _HYPOTHETICAL.match(sentence):
+        return False
     return bool(_URGENT.search(sentence)) or not _POLICY_WORDS.search(sentence)
 
 
 _ADVICE = re.compile(
     r"^\W*(?:please\s+)?(?:never|don't|do\s+not|avoid)\b"
+    r"|^\W*(?:if|in\s+case|when(?:ever)?|should|once|unless|before|to\s+prevent)\b(?![^.\n]{0,40}\b(?:see\s+this|you\s+see))"
     r"|\b(?:prevent\w*|should\s+not|must\s+not|no\s+(?:leaks?|secrets?)\s+(?:were\s+)?found|how\s+(?:should|do|can|to)"
     r"|where\s+should|we\s+use|scan(?:s|ned|ning)?\b[^.\n]{0,30}\bfor)\b"
 )
