@@ -106,3 +106,20 @@ def test_a_duplicate_rule_id_names_both_places(tmp_path):
 def test_yaml_syntax_errors_name_the_line(tmp_path):
     with pytest.raises(RuleFileError, match=r"^access.yaml:\d+: YAML syntax"):
         load_rules([_write(tmp_path, GOOD_RULE + "  - [unclosed\n")])
+
+
+def test_literal_first_alternatives_find_what_the_patterns_as_written_find():
+    # The loader splits each pattern into alternatives that start with a literal (and checks a
+    # leading \b in code) for speed; on every example they must agree with the pattern as written.
+    import re
+
+    from smallfirst.hardstops import _first_hit, _words, normalise
+
+    for rule in RULES:
+        whole = re.compile("|".join(f"(?:{p})" for p in rule.patterns))
+        all_cues = sorted({c for _, _, gate in rule.matchers for c in gate})
+        for text in rule.fire + rule.pass_:
+            norm, _ = normalise(text)
+            expected = next((m.start() for m in whole.finditer(norm) if rule.accepts(norm, m)), None)
+            found = _first_hit(rule, norm, [c for c in all_cues if c in norm])
+            assert (found[0] if found else None) == expected, (rule.id, text)

@@ -454,8 +454,8 @@ _ASK_ACCESS = re.compile(
     r"|skip|remove|reset|put|install)\b[^.\n?!]{0,50}$"
 )
 _ASK_SECRET = re.compile(
-    r"\b(?:what(?:'s|\s+is|\s+are)|send|share|give|tell|forward|dm|post|paste|need|lend|get|have|grab|borrow|know)\b[^.\n?!]{0,30}?"
-    r"\b(?:the|your|their|our|his|her)\s+(?:[\w-]+\s+){0,3}?$"
+    r"\b(?:what(?:'s|\s+is|\s+are)|send|share|give|tell|forward|dm|post|paste|need|lend|get|have|grab|borrow|know)\s+"
+    r"(?:(?:me|us|him|her|them|over|across)\s+)?(?:the|your|their|our|his|her)\s+(?:[\w-]+\s+){0,3}?$"
 )
 
 

@@ -153,6 +153,7 @@ class Rule:
     # a word (its \b is checked in code) and the cues that let it run (as the prefilter reports
     # them: "x", "x" for "x*", "x" for "*x*").
     matchers: tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]
+    patterns: tuple[str, ...]  # the patterns as written, fragments filled in and look-alikes folded
     # Words one of which must occur for the rule to be possible: "x" a word, "x*" a word starting
     # with x, "*x*" anywhere in the text (for scripts written without spaces; non-ASCII only). The
     # rule's own cues and those of its patterns that carry their own.
@@ -305,6 +306,7 @@ def _load_file(path: Path) -> list[Rule]:
                 category=category,
                 family=family,
                 matchers=compiled,
+                patterns=tuple(_pattern_source(s, lambda msg: fail(rnode, where, msg)) for _, s, _ in sources),
                 cues=cues,
                 checks=tuple(CHECKS[c] for c in names),
                 fire=tuple(t for _, t in texts(r["fire"][1], f"{where}.fire")),
@@ -379,6 +381,9 @@ def _literal_first(source: str) -> list[tuple[str, bool]]:
             inner, rest, optional = group
             pending[:0] = [(x + rest, word_start) for x in _split_top(inner)] + ([(rest, word_start)] if optional else [])
             continue
+        if word_start and not (alt[:1].isalnum() or alt[:1] == "_"):
+            # \b before something that is not a literal word character keeps its regex meaning.
+            alt, word_start = "\\b" + alt, False
         out.append((alt, word_start))
     return out
 
