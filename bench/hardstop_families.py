@@ -21,7 +21,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import ROOT, module_at  # noqa: E402
 
-SETS = {name: ROOT / "bench" / "data" / f"hardstops_{name}.yaml" for name in ("dev", "dev2", "dev3", "dev4", "holdout")}
+SETS = {name: ROOT / "bench" / "data" / f"hardstops_{name}.yaml" for name in ("dev", "dev2", "dev3", "dev4", "dev5", "holdout")}
 
 
 def load_set(path: Path) -> dict[str, dict]:

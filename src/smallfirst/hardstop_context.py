@@ -62,7 +62,7 @@ _NODE_ID_OUTCOME = re.compile(
 )
 _ASSERTION_BEFORE = re.compile(
     r"(?:\bexpect(?:ed|s|ing)?(?:\s+(?:http\s+)?status(?:\s*code)?)?|\bassert\w*\s*\(?\s*(?:[\w.]*status(?:_?code)?\s*(?:==|,)?)?"
-    r"|\bto(?:\.|\s+)?(?:be|equal|eq|have\s+http\s+status|have\s+status)\(?|\bshould\s+(?:return|respond\s+with|be|get|receive)"
+    r"|\bto(?:\.|\s+)?(?:be|equal|eq|have\s+http\s+status|have_http_status|have\s+status)\(?:?|\bshould\s+(?:return|respond\s+with|be|get|receive)"
     r"|\bmust\s+(?:return|respond\s+with))\s*[(:=]?\s*(?:a\s+|an\s+|http\s+|status\s+)?$"
 )
 # Summaries that close a run in which nothing failed: what precedes them are test descriptions.
@@ -124,15 +124,17 @@ _CONVENTIONAL_COMMIT = re.compile(
 )
 _VERSION_PREFIX = r"(?:v?\d+\.\d+(?:\.\d+)?[\w.-]*\s*[:)\-]\s*)?"
 _CHANGE_ENTRY = re.compile(
-    _BULLET + r"?" + _VERSION_PREFIX + r"(?:\*\*[^*\n]{1,40}:?\*\*:?\s*|[\w/.-]{1,30}:\s+)?(?:" + _CHANGE_VERB + r"|fixed:|changed:|added:)"
+    _BULLET + r"?" + _VERSION_PREFIX + r"(?:\*\*[^*\n]{1,40}:?\*\*:?\s*|[\w/. -]{1,30}:\s+)?(?:" + _CHANGE_VERB + r"|fixed:|changed:|added:)"
 )
+_DEPENDENCY_BUMP = re.compile(r"(?:[\w]+(?:\([^)\n]{0,20}\))?!?:\s+)?(?:bump|update|upgrade)s?\s+\S+\s+(?:from\s+\S+\s+)?to\s+v?\d")
 _ISSUE_REF = re.compile(r"\(#\d+\)|\[#\d+\]|\(\[#\d+\]|\bby\s+@[\w-]+\s+in\s+https?://|/pull/\d+|/issues/\d+|\bgh-\d+\b")
 _CHANGELOG_HEADING = re.compile(
     r"^\s*(?:#{1,4}\s*)?(?:\[?v?\d+\.\d+(?:\.\d+)?[\w.-]*\]?(?:\s*[-(][^\n]*)?"
     r"|changelog|changes|release\s+notes|what's\s+changed|bug\s*fixes|fixes|features|fixed|added|changed|removed|deprecated"
     r"|unreleased|improvements|enhancements|breaking\s+changes|security|performance|dependencies|documentation|other\s+changes"
     r"|notable\s+changes|miscellaneous|chores"
-    r"|sourced\s+from\s+\S+\s+releases\.?|commits|merge\s+pull\s+request\s+#\d+[^\n]*|merge\s+branch\s+[^\n]*)\s*:?\s*$",
+    r"|sourced\s+from\s+\S+\s+releases\.?|commits|merge\s+pull\s+request\s+#\d+[^\n]*|merge\s+branch\s+[^\n]*"
+    r"|(?:chore\(deps\):\s+)?bumps?\s+\S+\s+from\s+\S+\s+to\s+\S+)\s*:?\s*$",
     re.MULTILINE,
 )
 
@@ -147,7 +149,7 @@ def not_a_changelog_entry(norm: str, m: re.Match[str]) -> bool:
     lo, hi = line_bounds(norm, m.start(), m.end())
     start = _content_start(norm, lo)
     line = norm[start:hi]
-    if _CONVENTIONAL_COMMIT.match(line):
+    if _CONVENTIONAL_COMMIT.match(line) or _DEPENDENCY_BUMP.match(line):
         return False
     entry = _CHANGE_ENTRY.match(line)
     bullet = re.match(_BULLET, line)
@@ -213,7 +215,7 @@ _CODE_LINE = re.compile(
     r"|\[\w+(?:\(|\])|\w+\s*\+?=\s*\[?\s*(?:path|re_path|url)\(|(?:get|post|put|patch|delete)\s+/\S*\s+\w+#\w+"
     r"|@\w+(?:\(|$)|(?:public|private|protected|static|final)\s|class\s+\w+|def\s+\w+|func\s+\w+|function\s+\w+"
     r"|(?:export\s+)?(?:const|let|var)\s+\w+\s*(?::\s*[\w<>\[\]]+\s*)?=|[\w'\"]+\s*:\s*['\"][^'\"\n]*['\"],?\s*$|case\s+[\w.]+:|if\s*\(?[^\n]*==|elif\s|return\s+(?:err|new|\w+\()|raise\s+\w+|throw\s+new"
-    r"|\{\s*path\s*:|//|/\*|<!--|\"\"\"|\'\'\')"
+    r"|\{\s*path\s*:|//|/\*|<!--|\"\"\"|\'\'\'|(?:\}\s*)?catch\s*\(|except\s+[\w.]+(?:\s+as\s+\w+)?\s*:|expect\()"
 )
 
 
@@ -239,7 +241,8 @@ def not_code(norm: str, m: re.Match[str]) -> bool:
 
 _DOC_SENTENCE = re.compile(
     r"(?:^|[.!?:]\s)\s*(?:#+\s*)?(?:to\s+|how\s+(?:do|to|can|should|does)\b|when\s+you\b|you\s+can\b|you\s+may\b"
-    r"|we\s+recommend\b|it\s+is\s+recommended\b|q:|use\s+`|the\s+`[^`\n]+`\s+(?:flag|option|command|setting|task)\b)[^.!?\n]*$"
+    r"|we\s+recommend\b|it\s+is\s+recommended\b|q:|use\s+`|the\s+`[^`\n]+`\s+(?:flag|option|command|setting|task)\b"
+    r"|in\s+this\s+(?:tutorial|guide|example|section|post|article|chapter)\b|step\s+\d+\s*:)[^.!?\n]*$"
 )
 _TITLE = re.compile(r"\s*(?:#+\s*)?[a-z]+ing\b[^.:\n]{0,60}:(?:\s|$)")
 _POLICY_WORDS = re.compile(
@@ -280,6 +283,13 @@ def not_documentation(norm: str, m: re.Match[str]) -> bool:
     # "Rotate keys with `vault write ...`": an instruction naming the command to use.
     if re.search(r"\b(?:with|using|via|by\s+running|run)\s+`", norm[m.end() : end]):
         return False
+    # "`aws s3 rm --recursive` deletes every object under a prefix": a command described.
+    tick_open = norm.rfind("`", start, m.start())
+    tick_close = norm.find("`", m.start(), end)
+    if tick_open >= 0 and tick_close >= 0 and norm.count("`", start, m.start()) % 2 == 1:
+        if re.match(r"`\s+(?:removes|deletes|drops|wipes|erases|destroys|empties|truncates|flushes|clears|is|are|will|does|can|runs|command|flag|option|task)\b", norm[tick_close:end]) \
+                or re.search(r"\b(?:refuses|allows|supports|disables|enables|prevents|blocks|rejects)\s+$", norm[start:tick_open]):
+            return False
     # A short label before a colon ("Credential rotation: see RB-12") names a topic.
     base = _content_start(norm, lo)
     label = re.match(r"\s*([a-z][\w -]{0,40}):\s", norm[base:hi])
@@ -326,7 +336,7 @@ FRAGMENTS = {
     "prod": PROD,
     # What may stand before an HTTP status to make it one: "HTTP/1.1 401", "status code: 403".
     "http_context": (
-        r"(?:\bhttp(?:/\d(?:\.\d)?)?|\bstatus(?:\s*code)?|\bresponse(?:\s*code)?|\breturn(?:ed)?(?:\s*code)?(?:\s*is)?"
+        r"(?:\bhttp(?:/\d(?:\.\d)?)?|\bstatus(?:\s*code)?|\bresponse(?:\s*code)?|\breturn(?:ed|ing)(?:\s*code)?|\breturn\s+code(?:\s*is)?"
         r"|\breceived(?:\s+status\s+code)?|\bgot|\bresponded\s+with|\bfailed\s+with|\berror|\bcode|\bserver\s+returned|\breason|\bfailed\s+put)"
     ),
 }
