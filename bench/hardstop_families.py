@@ -1,6 +1,7 @@
 """Per-family hard-stop recall and false stops on the hand-written dev and held-out sets.
 
-    python bench/hardstop_families.py                     # dev set, current rules
+    python bench/hardstop_families.py                     # the whole dev set (all batches), current rules
+    python bench/hardstop_families.py --set dev3          # one dev batch
     python bench/hardstop_families.py --set holdout       # the held-out set (report only)
     python bench/hardstop_families.py --rev c32a49c       # the same, with hardstops.py of a git revision
     python bench/hardstop_families.py --show              # also print every miss and false stop
@@ -22,10 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import ROOT, module_at  # noqa: E402
 
 SETS = {name: ROOT / "bench" / "data" / f"hardstops_{name}.yaml" for name in ("dev", "dev2", "dev3", "dev4", "dev5", "holdout")}
+DEV_BATCHES = ("dev", "dev2", "dev3", "dev4", "dev5")  # written one after another, each before the rules were tuned on it
 
 
-def load_set(path: Path) -> dict[str, dict]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+def load_set(name: str) -> dict[str, dict]:
+    """A set's families; "dev-all" merges the dev batches family by family."""
+    if name == "dev-all":
+        merged: dict[str, dict] = {}
+        for batch in DEV_BATCHES:
+            for family, body in load_set(batch).items():
+                into = merged.setdefault(family, {"category": body["category"], "stop": [], "pass": []})
+                into["stop"] += body["stop"]
+                into["pass"] += body["pass"]
+        return merged
+    data = yaml.safe_load(SETS[name].read_text(encoding="utf-8"))
     for family, body in data.items():
         body.setdefault("stop", [])
         body.setdefault("pass", [])
@@ -61,12 +72,12 @@ def evaluate(hs, data: dict[str, dict]) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", choices=sorted(SETS), default="dev")
+    ap.add_argument("--set", choices=["dev-all", *SETS], default="dev-all")
     ap.add_argument("--rev", help="git revision whose hardstops.py to measure instead of the working tree")
     ap.add_argument("--show", action="store_true", help="print every miss and false stop")
     args = ap.parse_args()
-    rows = evaluate(hard_stops_at(args.rev), load_set(SETS[args.set]))
-    print(f"set: {args.set} ({SETS[args.set].name}); rules: {args.rev or 'working tree'}\n")
+    rows = evaluate(hard_stops_at(args.rev), load_set(args.set))
+    print(f"set: {args.set}; rules: {args.rev or 'working tree'}\n")
     print("| family | category | recall | n | false stops | n |")
     print("|---|---|---|---|---|---|")
     for r in rows:

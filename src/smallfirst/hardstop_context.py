@@ -327,7 +327,7 @@ def not_advice(norm: str, m: re.Match[str]) -> bool:
 PROD = r"(?:(?<![a-z0-9])(?<!non-)(?<!pre-)(?<!non_)|(?<=\s-p))(?:prod|production|prd)(?![a-z])"
 _PROD = re.compile(PROD)
 _SCRATCH = re.compile(
-    r"(?<![a-z])(?:test|tests|testing|ci|dev|development|local|sandbox|preview|review|ephemeral"
+    r"(?<![a-z])(?:test|tests|testing|ci|dev|development|(?<!\.)local|sandbox|preview|review|ephemeral"
     r"|tmp|temp|h2:mem|pr-\d+|pr\d+)(?![a-z])"
 )
 
@@ -358,7 +358,8 @@ def targets_production(norm: str, m: re.Match[str]) -> bool:
 
 def not_a_scratch_target(norm: str, m: re.Match[str]) -> bool:
     """False when the command visibly targets a test, CI, local, preview or temporary resource
-    and nothing in it is production (`dropdb --if-exists app_test`, a preview stack `pr-123`)."""
+    and nothing in it is production (`dropdb --if-exists app_test`, a preview stack `pr-123`).
+    A `.local` host name is a network domain, not a local environment."""
     cmd = _command(norm, m)
     if _PROD.search(cmd):
         return True
