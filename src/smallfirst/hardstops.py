@@ -207,113 +207,121 @@ def builtin_rules() -> tuple[Rule, ...]:
     return load_rules(sorted(RULES_DIR.glob("*.yaml")))
 
 
-def _load_file(path: Path) -> list[Rule]:
-    name = path.name
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RuleFileError(name, mark.line + 1 if mark else None, "", f"YAML syntax: {getattr(exc, 'problem', exc)}") from None
+class _Reader:
+    """One rule file's YAML nodes, read with errors that name the file, line and field."""
 
-    def fail(node: yaml.Node, field: str, message: str) -> RuleFileError:
-        return RuleFileError(name, node.start_mark.line + 1, field, message)
+    def __init__(self, name: str):
+        self.name = name
 
-    def mapping(node: yaml.Node, field: str, allowed: set[str], required: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def compose(self, source: str) -> yaml.Node:
+        try:
+            return yaml.compose(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise RuleFileError(self.name, mark.line + 1 if mark else None, "", f"YAML syntax: {getattr(exc, 'problem', exc)}") from None
+
+    def fail(self, node: yaml.Node, field: str, message: str) -> RuleFileError:
+        return RuleFileError(self.name, node.start_mark.line + 1, field, message)
+
+    def mapping(self, node: yaml.Node, field: str, allowed: set[str], required: set[str]) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
-            raise fail(node, field, "must be a mapping")
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            raise self.fail(node, field, "must be a mapping")
+        out: dict[str, yaml.Node] = {}
         for k, v in node.value:
+            key = f"{field}.{k.value}".lstrip(".")
             if k.value in out:
-                raise fail(k, f"{field}.{k.value}".lstrip("."), "duplicate key")
+                raise self.fail(k, key, "duplicate key")
             if allowed and k.value not in allowed:
-                raise fail(k, f"{field}.{k.value}".lstrip("."), f"unknown key; use {sorted(allowed)}")
-            out[k.value] = (k, v)
+                raise self.fail(k, key, f"unknown key; use {sorted(allowed)}")
+            out[k.value] = v
         for key in sorted(required - set(out)):
-            raise fail(node, f"{field}.{key}".lstrip("."), "missing")
+            raise self.fail(node, f"{field}.{key}".lstrip("."), "missing")
         return out
 
-    def text(node: yaml.Node, field: str) -> str:
+    def text(self, node: yaml.Node, field: str) -> str:
         if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
-            raise fail(node, field, f"must be a string; quote {node.value!r} (YAML reads it as {node.tag.rsplit(':', 1)[-1]})")
+            raise self.fail(node, field, f"must be a string; quote {node.value!r} (YAML reads it as {node.tag.rsplit(':', 1)[-1]})")
         if not isinstance(node, yaml.ScalarNode) or not node.value:
-            raise fail(node, field, "must be a non-empty string")
+            raise self.fail(node, field, "must be a non-empty string")
         return node.value
 
-    def texts(node: yaml.Node, field: str) -> list[tuple[yaml.Node, str]]:
+    def nodes(self, node: yaml.Node, field: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode) or not node.value:
-            raise fail(node, field, "must be a non-empty list of strings")
-        return [(n, text(n, f"{field}[{i}]")) for i, n in enumerate(node.value)]
+            raise self.fail(node, field, "must be a non-empty list")
+        return node.value
 
-    def checks(node: yaml.Node, field: str) -> list[str]:
-        names = [t for _, t in texts(node, field)]
-        for n, t in zip(node.value, names):
-            if t not in CHECKS:
-                raise fail(n, field, f"unknown context check {t!r}; use {sorted(CHECKS)}")
+    def texts(self, node: yaml.Node, field: str) -> list[str]:
+        return [self.text(n, f"{field}[{i}]") for i, n in enumerate(self.nodes(node, field))]
+
+    def checks(self, node: yaml.Node, field: str) -> list[str]:
+        names = self.texts(node, field)
+        for n, name in zip(node.value, names):
+            if name not in CHECKS:
+                raise self.fail(n, field, f"unknown context check {name!r}; use {sorted(CHECKS)}")
         return names
 
-    top = mapping(root, "", _FILE_KEYS, {"category", "families"})
-    category = text(top["category"][1], "category")
+    def cues(self, node: yaml.Node, field: str) -> tuple[str, ...]:
+        return tuple(_cue(cue, lambda msg, n=n: self.fail(n, field, msg)) for n, cue in zip(node.value, self.texts(node, field)))
+
+    def pattern(self, node: yaml.Node, field: str) -> str:
+        return _pattern_source(self.text(node, field), lambda msg: self.fail(node, field, msg))
+
+
+def _load_file(path: Path) -> list[Rule]:
+    reader = _Reader(path.name)
+    top = reader.mapping(reader.compose(path.read_text(encoding="utf-8")), "", _FILE_KEYS, {"category", "families"})
+    category = reader.text(top["category"], "category")
     if category not in HARD_STOP_CATEGORIES:
-        raise fail(top["category"][1], "category", f"{category!r} is not one of {list(HARD_STOP_CATEGORIES)}")
-    defaults = checks(top["context"][1], "context") if "context" in top else []
+        raise reader.fail(top["category"], "category", f"{category!r} is not one of {list(HARD_STOP_CATEGORIES)}")
+    defaults = reader.checks(top["context"], "context") if "context" in top else []
     rules: list[Rule] = []
-    for family, (fk, fnode) in mapping(top["families"][1], "families", set(), set()).items():
-        fam = mapping(fnode, f"families.{family}", _FAMILY_KEYS, {"about", "rules"})
-        text(fam["about"][1], f"{family}.about")
-        rule_nodes = fam["rules"][1]
-        if not isinstance(rule_nodes, yaml.SequenceNode) or not rule_nodes.value:
-            raise fail(rule_nodes, f"{family}.rules", "must be a non-empty list")
-        for index, rnode in enumerate(rule_nodes.value):
-            r = mapping(rnode, f"{family}.rules[{index}]", _RULE_KEYS, {"id", "fire", "pass"})
-            rid = text(r["id"][1], "id")
-            where = f"{rid}"
-            if not rid.startswith(category + "."):
-                raise fail(r["id"][1], "id", f"{rid!r} must start with {category + '.'!r}")
-            if ("pattern" in r) == ("patterns" in r):
-                raise fail(rnode, where, "give exactly one of pattern or patterns")
-            cues = tuple(_cue(n, t, lambda msg, n=n: fail(n, f"{where}.cues", msg)) for n, t in texts(r["cues"][1], f"{where}.cues")) if "cues" in r else ()
-            # A pattern is a string (run when one of the rule's cues occurs) or {cues, pattern}
-            # (run when one of its own does): alternatives with their own rare words stay cheap.
-            sources: list[tuple[yaml.Node, str, tuple[str, ...]]] = []
-            if "pattern" in r:
-                sources.append((r["pattern"][1], text(r["pattern"][1], f"{where}.pattern"), cues))
-            else:
-                pnodes = r["patterns"][1]
-                if not isinstance(pnodes, yaml.SequenceNode) or not pnodes.value:
-                    raise fail(pnodes, f"{where}.patterns", "must be a non-empty list")
-                for i, pn in enumerate(pnodes.value):
-                    if isinstance(pn, yaml.MappingNode):
-                        pm = mapping(pn, f"{where}.patterns[{i}]", {"cues", "pattern"}, {"cues", "pattern"})
-                        own = tuple(_cue(n, t, lambda msg, n=n: fail(n, f"{where}.patterns[{i}].cues", msg))
-                                    for n, t in texts(pm["cues"][1], f"{where}.patterns[{i}].cues"))
-                        sources.append((pm["pattern"][1], text(pm["pattern"][1], f"{where}.patterns[{i}].pattern"), own))
-                    else:
-                        sources.append((pn, text(pn, f"{where}.patterns[{i}]"), cues))
-            for node, _, own in sources:
-                if not own:
-                    raise fail(node, f"{where}.cues", "missing: a pattern without its own cues needs the rule's")
-            compiled = _compile([(n, _pattern_source(s, lambda msg, n=n: fail(n, f"{where}.pattern", msg)), c) for n, s, c in sources], fail, where)
-            cues = tuple(dict.fromkeys(c for _, _, own in sources for c in own))
-            own = checks(r["context"][1], f"{where}.context") if "context" in r else []
-            skip = checks(r["skip_context"][1], f"{where}.skip_context") if "skip_context" in r else []
-            for n, s in zip(r["skip_context"][1].value if "skip_context" in r else [], skip):
-                if s not in defaults:
-                    raise fail(n, f"{where}.skip_context", f"{s!r} is not a context check of this file")
-            # The rule's own checks first: they are the selective ones, the file's are generic.
-            names = [c for c in own if c not in defaults] + [c for c in defaults if c not in skip]
-            rules.append(Rule(
-                id=rid,
-                category=category,
-                family=family,
-                matchers=compiled,
-                patterns=tuple(_pattern_source(s, lambda msg: fail(rnode, where, msg)) for _, s, _ in sources),
-                cues=cues,
-                checks=tuple(CHECKS[c] for c in names),
-                fire=tuple(t for _, t in texts(r["fire"][1], f"{where}.fire")),
-                pass_=tuple(t for _, t in texts(r["pass"][1], f"{where}.pass")),
-                source=f"{name}:{rnode.start_mark.line + 1}",
-            ))
+    for family, fnode in reader.mapping(top["families"], "families", set(), set()).items():
+        fam = reader.mapping(fnode, f"families.{family}", _FAMILY_KEYS, {"about", "rules"})
+        reader.text(fam["about"], f"{family}.about")
+        for index, rnode in enumerate(reader.nodes(fam["rules"], f"{family}.rules")):
+            rules.append(_parse_rule(reader, rnode, f"{family}.rules[{index}]", category, family, defaults))
     return rules
+
+
+def _parse_rule(reader: _Reader, node: yaml.Node, field: str, category: str, family: str, defaults: list[str]) -> Rule:
+    r = reader.mapping(node, field, _RULE_KEYS, {"id", "fire", "pass"})
+    rid = reader.text(r["id"], "id")
+    if not rid.startswith(category + "."):
+        raise reader.fail(r["id"], "id", f"{rid!r} must start with {category + '.'!r}")
+    if ("pattern" in r) == ("patterns" in r):
+        raise reader.fail(node, rid, "give exactly one of pattern or patterns")
+    cues = reader.cues(r["cues"], f"{rid}.cues") if "cues" in r else ()
+    # A pattern is a string (run when one of the rule's cues occurs) or {cues, pattern} (run when
+    # one of its own does): alternatives with rare words of their own stay cheap.
+    sources: list[tuple[yaml.Node, str, tuple[str, ...]]] = []
+    for i, pn in enumerate(reader.nodes(r["patterns"], f"{rid}.patterns") if "patterns" in r else [r["pattern"]]):
+        where = f"{rid}.patterns[{i}]" if "patterns" in r else f"{rid}.pattern"
+        if isinstance(pn, yaml.MappingNode):
+            pm = reader.mapping(pn, where, {"cues", "pattern"}, {"cues", "pattern"})
+            sources.append((pm["pattern"], reader.pattern(pm["pattern"], f"{where}.pattern"), reader.cues(pm["cues"], f"{where}.cues")))
+        else:
+            if not cues:
+                raise reader.fail(pn, f"{rid}.cues", "missing: a pattern without its own cues needs the rule's")
+            sources.append((pn, reader.pattern(pn, where), cues))
+    own = reader.checks(r["context"], f"{rid}.context") if "context" in r else []
+    skip = reader.checks(r["skip_context"], f"{rid}.skip_context") if "skip_context" in r else []
+    for n, name in zip(r["skip_context"].value if skip else [], skip):
+        if name not in defaults:
+            raise reader.fail(n, f"{rid}.skip_context", f"{name!r} is not a context check of this file")
+    # The rule's own checks run first: they are the selective ones, the file's are generic.
+    names = [c for c in own if c not in defaults] + [c for c in defaults if c not in skip]
+    return Rule(
+        id=rid,
+        category=category,
+        family=family,
+        matchers=_compile(sources, reader, rid),
+        patterns=tuple(s for _, s, _ in sources),
+        cues=tuple(dict.fromkeys(cue for _, _, own_cues in sources for cue in own_cues)),
+        checks=tuple(CHECKS[c] for c in names),
+        fire=tuple(reader.texts(r["fire"], f"{rid}.fire")),
+        pass_=tuple(reader.texts(r["pass"], f"{rid}.pass")),
+        source=f"{reader.name}:{node.start_mark.line + 1}",
+    )
 
 
 _FRAGMENT = re.compile(r"\{\{(\w+)\}\}")
@@ -344,15 +352,15 @@ def _pattern_source(source: str, fail) -> str:
     return "".join(parts)
 
 
-def _compile(sources: list[tuple[yaml.Node, str, tuple[str, ...]]], fail, where: str) -> tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]:
+def _compile(sources: list[tuple[yaml.Node, str, tuple[str, ...]]], reader: _Reader, rid: str) -> tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]:
     matchers: list[tuple[re.Pattern[str], bool, frozenset[str]]] = []
-    for node, s, cues in sources:
+    for node, source, cues in sources:
         gate = frozenset(_cue_body(c) for c in cues)
         try:
-            re.compile(s)
-            matchers += [(re.compile(alt), word_start, gate) for alt, word_start in _literal_first(s)]
+            re.compile(source)
+            matchers += [(re.compile(alt), word_start, gate) for alt, word_start in _literal_first(source)]
         except re.error as exc:
-            raise fail(node, f"{where}.pattern", f"bad regex: {exc}") from None
+            raise reader.fail(node, f"{rid}.pattern", f"bad regex: {exc}") from None
     return tuple(matchers)
 
 
@@ -444,7 +452,7 @@ def _leading_group(alt: str) -> tuple[str, str, bool] | None:
     return None
 
 
-def _cue(node: yaml.Node, cue: str, fail) -> str:
+def _cue(cue: str, fail) -> str:
     if cue.startswith("*") and cue.endswith("*") and len(cue) > 2:
         body = cue[1:-1]
         if body.isascii():
