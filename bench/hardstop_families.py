@@ -4,6 +4,7 @@
     python bench/hardstop_families.py --set dev3          # one dev batch
     python bench/hardstop_families.py --set holdout       # the held-out set (report only)
     python bench/hardstop_families.py --rev c32a49c       # the same, with hardstops.py of a git revision
+    python bench/hardstop_families.py --baseline c32a49c  # current rules, with a revision's numbers beside them
     python bench/hardstop_families.py --show              # also print every miss and false stop
 
 Recall: share of a family's `stop` snippets that raise the expected category. False-stop rate:
@@ -14,13 +15,18 @@ with the bundled policy's phrases. See bench/data/hardstops_dev.yaml for how the
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ROOT, module_at  # noqa: E402
+from machine import ROOT  # noqa: E402
 
 SETS = {name: ROOT / "bench" / "data" / f"hardstops_{name}.yaml" for name in ("dev", "dev2", "dev3", "dev4", "dev5", "holdout")}
 DEV_BATCHES = ("dev", "dev2", "dev3", "dev4", "dev5")  # written one after another, each before the rules were tuned on it
@@ -45,15 +51,44 @@ def load_set(name: str) -> dict[str, dict]:
 
 
 def hard_stops_at(rev: str | None):
-    """HardStops with the bundled policy's phrases, from the working tree or from a git revision."""
+    """HardStops with the bundled policy's phrases, from the working tree."""
+    from smallfirst.hardstops import HardStops
     from smallfirst.policy import load_policy
 
-    phrases = load_policy(None).hard_stops
-    if rev is None:
-        from smallfirst.hardstops import HardStops
+    assert rev is None
+    return HardStops(load_policy(None).hard_stops)
 
-        return HardStops(phrases)
-    return module_at(rev, "src/smallfirst/hardstops.py").HardStops(phrases)
+
+_AT_REV = """
+import json, sys
+from smallfirst.hardstops import HardStops
+from smallfirst.policy import load_policy
+hs = HardStops(load_policy(None).hard_stops)
+texts = json.load(sys.stdin)
+json.dump([sorted({m.category for m in hs.scan(t)}) for t in texts], sys.stdout)
+"""
+
+
+def categories_at(rev: str, texts: list[str]) -> list[list[str]]:
+    """The categories each text stops with under the source tree of git revision `rev`, run in
+    its own interpreter (rule files and all), so any past revision can be measured."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+        out = subprocess.run([sys.executable, "-c", _AT_REV], input=json.dumps(texts), capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout)
+
+
+class _Replay:
+    """Answers scan() from categories computed elsewhere (a past revision)."""
+
+    def __init__(self, rev: str, data: dict[str, dict]):
+        texts = [s["text"] for body in data.values() for s in body["stop"]] + [t for body in data.values() for t in body["pass"]]
+        self.found = dict(zip(texts, categories_at(rev, texts)))
+
+    def scan(self, text: str) -> list:
+        return [SimpleNamespace(category=c, rule=f"{c}.*") for c in self.found[text]]
 
 
 def evaluate(hs, data: dict[str, dict]) -> list[dict]:
@@ -70,25 +105,42 @@ def evaluate(hs, data: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def _rate(part: int, n: int) -> str:
+    return f"{part / n:.0%}" if n else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=["dev-all", *SETS], default="dev-all")
     ap.add_argument("--rev", help="git revision whose hardstops.py to measure instead of the working tree")
+    ap.add_argument("--baseline", metavar="REV", help="also show the numbers of hardstops.py at this git revision")
     ap.add_argument("--show", action="store_true", help="print every miss and false stop")
     args = ap.parse_args()
-    rows = evaluate(hard_stops_at(args.rev), load_set(args.set))
-    print(f"set: {args.set}; rules: {args.rev or 'working tree'}\n")
-    print("| family | category | recall | n | false stops | n |")
-    print("|---|---|---|---|---|---|")
+    data = load_set(args.set)
+    rows = evaluate(_Replay(args.rev, data) if args.rev else hard_stops_at(None), data)
+    base = {r["family"]: r for r in evaluate(_Replay(args.baseline, data), data)} if args.baseline else None
+    print(f"set: {args.set}; rules: {args.rev or 'working tree'}" + (f"; baseline: {args.baseline}" if base else "") + "\n")
+    extra = f" | recall @{args.baseline} | false stops @{args.baseline}" if base else ""
+    print(f"| family | category | recall | n | false stops | n{extra} |")
+    print("|---|---|---|---|---|---" + ("|---|---" if base else "") + "|")
     for r in rows:
-        recall = f"{1 - len(r['misses']) / r['n_stop']:.0%}" if r["n_stop"] else "-"
-        false = f"{len(r['false']) / r['n_pass']:.0%}" if r["n_pass"] else "-"
-        print(f"| {r['family']} | {r['category']} | {recall} | {r['n_stop']} | {false} | {r['n_pass']} |")
-    n_stop = sum(r["n_stop"] for r in rows)
-    n_miss = sum(len(r["misses"]) for r in rows)
-    n_pass = sum(r["n_pass"] for r in rows)
-    n_false = sum(len(r["false"]) for r in rows)
-    print(f"| **all** | | **{1 - n_miss / n_stop:.1%}** | {n_stop} | **{n_false / n_pass:.1%}** | {n_pass} |")
+        line = (f"| {r['family']} | {r['category']} | {_rate(r['n_stop'] - len(r['misses']), r['n_stop'])} | {r['n_stop']} "
+                f"| {_rate(len(r['false']), r['n_pass'])} | {r['n_pass']}")
+        if base:
+            b = base[r["family"]]
+            line += f" | {_rate(b['n_stop'] - len(b['misses']), b['n_stop'])} | {_rate(len(b['false']), b['n_pass'])}"
+        print(line + " |")
+
+    def totals(rs: list[dict]) -> tuple[int, int, int, int]:
+        return (sum(r["n_stop"] for r in rs), sum(len(r["misses"]) for r in rs),
+                sum(r["n_pass"] for r in rs), sum(len(r["false"]) for r in rs))
+
+    n_stop, n_miss, n_pass, n_false = totals(rows)
+    line = f"| **all** | | **{1 - n_miss / n_stop:.1%}** | {n_stop} | **{n_false / n_pass:.1%}** | {n_pass}"
+    if base:
+        _, b_miss, _, b_false = totals(list(base.values()))
+        line += f" | {1 - b_miss / n_stop:.1%} | {b_false / n_pass:.1%}"
+    print(line + " |")
     print(f"\nmisses {n_miss}/{n_stop} ({n_miss / n_stop:.1%}), false stops {n_false}/{n_pass} ({n_false / n_pass:.1%})")
     if args.show:
         for r in rows:

@@ -113,7 +113,7 @@ def test_literal_first_alternatives_find_what_the_patterns_as_written_find():
     # leading \b in code) for speed; on every example they must agree with the pattern as written.
     import re
 
-    from smallfirst.hardstops import _first_hit, _words, normalise
+    from smallfirst.hardstops import _first_hit, normalise
 
     for rule in RULES:
         whole = re.compile("|".join(f"(?:{p})" for p in rule.patterns))

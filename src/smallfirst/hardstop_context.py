@@ -45,7 +45,7 @@ _TEST_LINE = re.compile(
     r"|(?:[\u2717\u2718\u2715\u2716\u00d7]|\d+\))\s[^\n]*\(\d+(?:\.\d+)?\s?m?s\)\s*$"  # ✗ ✘ ✕ ✖ × 1): failed, with a duration
     r"|(?:not\s+)?ok\s+\d+\b"
     r"|---\s+(?:pass|fail|skip):|===\s+(?:run|pause|cont)\b"
-    r"|\[?(?:pass|passed|ok)\]?\s"
+    r"|\[\s*(?:pass|passed|ok)\s*\]\s|pass\s+\S+\.(?:test|spec)\.\w+|ok\s+\S+\s+[\d.]+s\b|passed\s+[\w.]+\s+\[\d"
     r"|(?:given|when|then|and|but)\s[^\n]*#\s*[\w/.-]+:\d+\s*$"
     r"|(?:scenario|feature|background)(?:\s+outline)?:"
     r"|(?:it|test|describe|context|specify|scenario)\s*(?:\.\w+\s*)?\(\s*['\"`]"
@@ -244,7 +244,12 @@ _DOC_SENTENCE = re.compile(
     r"|we\s+recommend\b|it\s+is\s+recommended\b|q:|use\s+`|the\s+`[^`\n]+`\s+(?:flag|option|command|setting|task)\b"
     r"|in\s+this\s+(?:tutorial|guide|example|section|post|article|chapter)\b|step\s+\d+\s*:)[^.!?\n]*$"
 )
-_TITLE = re.compile(r"\s*(?:#+\s*)?[a-z]+ing\b[^.:\n]{0,60}:(?:\s|$)")
+# "Rotating the signing key: generate a new key, ..." - a title, then the steps. (Not a log line
+# such as "Deploying to production: 12 services updated".)
+_TITLE = re.compile(
+    r"\s*(?:#+\s*)?[a-z]+ing\b[^.:\n]{0,60}:(?:\s*$|\s+(?:generate|create|run|open|use|see|update|go|click|add|remove|delete"
+    r"|revoke|set|copy|replace|follow|call|ask|make|first|then)\b)"
+)
 _POLICY_WORDS = re.compile(
     r"\b(?:every\s+\d+\s+(?:days?|hours?|months?)|regularly|periodically|automatic(?:ally)?|policy|interval|period|schedule[ds]?"
     r"|defaults?\s+to|once\s+a\s+(?:year|month|week)|without\s+downtime|guide|documentation|tutorial"
@@ -292,7 +297,7 @@ def not_documentation(norm: str, m: re.Match[str]) -> bool:
             return False
     # A short label before a colon ("Credential rotation: see RB-12") names a topic.
     base = _content_start(norm, lo)
-    label = re.match(r"\s*([a-z][\w -]{0,40}):\s", norm[base:hi])
+    label = re.match(r"\s*((?![a-z]+ing\b)[a-z][\w-]*(?:\s[\w-]+){0,2}):\s", norm[base:hi])
     return not (label and m.end() <= base + label.end(1) and not re.search(r"\b(?:error|fatal|failed|failure|warning)\b", label.group(1)))
 
 
@@ -408,6 +413,15 @@ _OTHER_CAUSE = re.compile(
 )
 
 
+def not_negated(norm: str, m: re.Match[str]) -> bool:
+    """False when the action is said not to happen: "Skipping deploy to production", "do not
+    deploy to prod", "dry run of the apply"."""
+    return not re.search(
+        r"\b(?:skip(?:ping|ped|s)?|not|no|never|don't|won't|will\s+not|without|would|dry[- ]run(?:\s+of)?)\s+(?:\w+\s+)?$",
+        norm[max(0, m.start() - 30) : m.start()],
+    )
+
+
 def not_a_local_denial(norm: str, m: re.Match[str]) -> bool:
     """False for "Permission denied: '/path'" and "Access is denied:" - a registry's refusal is
     "denied: <reason>" on its own, not the tail of a local error."""
@@ -519,6 +533,7 @@ CHECKS: dict[str, Check] = {
         force_push_to_protected,
         not_orm_logging,
         not_a_missing_repository,
+        not_negated,
         not_a_local_denial,
         not_a_zero_count,
         about_a_secret,

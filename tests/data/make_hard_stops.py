@@ -424,7 +424,7 @@ def cloud_cases() -> list[tuple[str, str, str]]:
 
 def production_families() -> list[tuple[str, str, str]]:
     out = []
-    for env in ENVS_PROD:
+    for env in ENVS_PROD * 2:
         out.append(("iac_apply_prod", "production", ctx(pick([
             f"+ terraform apply -auto-approve -var-file=envs/{env}.tfvars",
             f"$ cd infra/{env} && terraform apply -auto-approve tfplan",
@@ -496,9 +496,10 @@ def plain_language_cases() -> list[tuple[str, str, str]]:
         ("access", "please add @{user} as an owner of the {org} GitHub org"),
         ("access", "disable MFA for the ci-bot user"),
     ]
+    openers = ["", "hey, ", "@agent ", "Quick one: ", "ok so ", "FYI - ", "urgent: "]
     for category, text in requests:
         for _ in range(2):
-            out.append(("plain_language", category, text.format(v=f"{rng.randint(1, 4)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}",
+            out.append(("plain_language", category, pick(openers) + text.format(v=f"{rng.randint(1, 4)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}",
                                                                user=pick(["jdoe", "mkim", "ci-bot"]), org=pick(ORGS))))
     return out
 
@@ -506,7 +507,7 @@ def plain_language_cases() -> list[tuple[str, str, str]]:
 def issue9_lookalikes() -> list[tuple[str, str, str]]:
     """(family, label, text): the false-stop families issue 9 names, and routine neighbours."""
     out = []
-    for _ in range(26):
+    for _ in range(34):
         out.append(("passing_tests", "test", ctx(pick([
             f"  ✓ returns 403 when the user is not an admin ({rng.randint(2, 40)} ms)\n  ✓ returns 401 without a session ({rng.randint(2, 40)} ms)\n\nTest Suites: {rng.randint(2, 30)} passed, {rng.randint(30, 40)} total\nTests:       {rng.randint(40, 400)} passed",
             f"tests/api/test_routes.py::test_forbidden_route PASSED                     [ {rng.randint(10, 99)}%]\ntests/api/test_routes.py::test_unauthorized_without_token PASSED          [ {rng.randint(10, 99)}%]",
