@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def describe() -> str:
@@ -47,3 +55,16 @@ def time_calls(fn: Callable[[Any], Any], inputs: Sequence[Any], n: int) -> list[
         fn(inputs[i % len(inputs)])
         times.append((time.perf_counter() - t) * 1000)
     return times
+
+
+def module_at(rev: str, relpath: str) -> ModuleType:
+    """A module of this repository as it was at git revision `rev`, loaded beside the current one
+    (its own imports resolve to the working tree), to compare old and new in one run."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{relpath}"], check=True, capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, encoding="utf-8") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"{Path(relpath).stem}_at_{rev}", f.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
