@@ -25,6 +25,7 @@ log = logging.getLogger("smallfirst.audit")
 PREVIEW_CHARS = 240
 _RETRY = object()
 _CHUNK = 16  # rows bound per executemany, between which the writer yields the GIL
+_GATHER_POLL_S = 0.005
 
 
 def _yield_gil() -> None:
@@ -301,23 +302,15 @@ class AuditLog:
             if first is None:
                 return
             batch = [] if first is _RETRY else [first]
-            deadline = time.monotonic() + self.flush_interval_s
-            while batch and len(batch) < self.batch_size:
-                left = deadline - time.monotonic()
-                try:
-                    item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._q.put(None)  # re-queue the stop marker for the outer loop
-                    break
-                batch.append(item)
-            for rec in batch:
+            if batch:
+                self._gather(batch)
+            for i, rec in enumerate(batch, 1):
                 if rec.preview_source is not None:
                     rec.preview = make_preview(rec.preview_source[:PREVIEW_WINDOW], PREVIEW_CHARS)
                     rec.preview_source = None
                 self._pending.append(rec.to_row())
-                _yield_gil()
+                if i % _CHUNK == 0:
+                    _yield_gil()
             n = len(self._pending)
             if self._write_pending():
                 backoff = 0.05
@@ -328,6 +321,25 @@ class AuditLog:
                 self._done(n)
             else:
                 backoff = min(backoff * 2, 2.0)
+
+    def _gather(self, batch: list[AuditRecord]) -> None:
+        """Add what arrives within flush_interval_s to `batch`, up to batch_size. The writer
+        looks every few ms instead of waiting on the queue: a waiting writer is woken by every
+        record, which cost the request thread more CPU than the record itself."""
+        deadline = time.monotonic() + self.flush_interval_s
+        while len(batch) < self.batch_size:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(left, _GATHER_POLL_S))
+                continue
+            if item is None:
+                self._q.put(None)  # re-queue the stop marker for the outer loop
+                return
+            batch.append(item)
 
     def _write_pending(self) -> bool:
         try:

@@ -49,7 +49,30 @@ class FrontierStream:
     tokens_out: int = 0
 
 
-FrontierCall = Callable[[Any, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
+class Escalation:
+    """Why a task left the local path, and the escalation packet saying so, built on first use:
+    a caller that forwards the agent's own request to the frontier never pays for it."""
+
+    __slots__ = ("reason", "_build", "_packet")
+
+    def __init__(self, reason: FallbackReason, build: Callable[[], Any]):
+        self.reason = reason
+        self._build = build
+        self._packet: Any = None
+
+    @property
+    def packet(self) -> Any:
+        if self._packet is None:
+            self._packet = self._build()
+        return self._packet
+
+    @property
+    def built(self) -> Any:
+        """The packet if something asked for it, else None."""
+        return self._packet
+
+
+FrontierCall = Callable[[Escalation, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
 
 
 class InputRejected(ValueError):
@@ -75,7 +98,9 @@ class RouteResult:
     model: str | None = None  # the model whose answer the caller gets
     latency_ms: float = 0.0
     checks: tuple[Check, ...] = ()
-    packet: Any = None  # EscalationPacket when the task left the local path
+    # The EscalationPacket when the task left the local path, unless the frontier was sent the
+    # agent's own request instead (see Escalation).
+    packet: Any = None
     local: LocalOutput | None = None
     frontier: FrontierAnswer | None = None
     error: str | None = None
@@ -144,6 +169,9 @@ class _Decision:
     stream: bool = False
     frontier_call: "FrontierCall | None" = None
     candidate: CandidateRun | None = None
+    frontier_url: str | None = None
+    error_type: str | None = None  # a low-cardinality name for a failure (OpenTelemetry's error.type)
+    span: Any = None  # the decision's OpenTelemetry span, when telemetry is on
 
 
 def new_decision_id() -> str:
@@ -181,9 +209,9 @@ class Router:
     ) -> RouteResult:
         """Route one task. With `stream`, a frontier answer comes back as `result.stream` (text
         deltas) and is recorded when it ends; a local answer is always whole, gate-checked first.
-        `frontier_call(packet, backend, model_spec, stream)` lets a caller (the HTTP service)
-        decide what the frontier receives, e.g. the agent's original request; it returns a
-        FrontierAnswer or a FrontierStream."""
+        `frontier_call(escalation, backend, model_spec, stream)` lets a caller (the HTTP service)
+        decide what the frontier receives, e.g. the agent's original request, or the packet that
+        `escalation.packet` builds on first use; it returns a FrontierAnswer or a FrontierStream."""
         t0 = time.perf_counter()
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
         mode = self.policy.rollout.mode_for(task.task_type, task.user_group)
@@ -351,51 +379,59 @@ class Router:
     async def _escalate(
         self, d: _Decision, reason: FallbackReason | None, *, compress: bool = False, shadow: bool = False
     ) -> RouteResult:
-        from smallfirst.packet import build_packet
-
         spec = d.spec
         if not shadow:
             d.reason = reason
             d.route_candidate = "frontier"
-        packet = build_packet(
-            d.task.task_type or "unknown",
-            spec.description if spec else "",
-            d.text,
-            reason=reason or FallbackReason.MANUAL_OVERRIDE,
-            detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
-            local=d.local,
-            hard_stop=d.hard_stop,
-            compress=compress or bool(spec and spec.compress_on),
-        )
+        why = reason or FallbackReason.MANUAL_OVERRIDE
+        esc = Escalation(why, functools.partial(self._build_packet, d, why, compress))
         found = self.policy.frontier_spec(spec)
         if found is None or not frontier_configured(found[1]):
-            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=packet)
+            # Shown by `smallfirst route`: what the frontier would have been sent.
+            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=esc.packet)
         key, fspec = found
         t = time.perf_counter()
         try:
             backend = self._backend(key)
+            d.frontier_url = getattr(backend, "url", None)
             if d.frontier_call is not None:
-                got = await d.frontier_call(packet, backend, fspec, d.stream)
+                got = await d.frontier_call(esc, backend, fspec, d.stream)
             elif d.stream:
-                system, messages = packet.messages()
+                system, messages = esc.packet.messages()
                 got = FrontierStream(
                     backend.stream_chat(messages, system=system, max_tokens=fspec.max_tokens), fspec.display_name
                 )
             else:
-                system, messages = packet.messages()
+                system, messages = esc.packet.messages()
                 got = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
         except BackendError as exc:
             d.error = f"frontier {fspec.display_name} failed: {exc}"
+            d.error_type = _error_type(exc)
             return self._finish(
-                d, route="frontier", answer=None, outcome="frontier_error", packet=packet,
+                d, route="frontier", answer=None, outcome="frontier_error", packet=esc.built,
                 frontier_ms=(time.perf_counter() - t) * 1000,
             )
         if isinstance(got, FrontierStream):
-            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=packet, record=False)
-            return replace(result, stream=self._recorded_stream(d, packet, got, t))
+            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=esc.built, record=False)
+            return replace(result, stream=self._recorded_stream(d, esc.built, got, t))
         return self._finish(
-            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=packet,
+            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=esc.built,
             frontier=got, frontier_ms=(time.perf_counter() - t) * 1000,
+        )
+
+    def _build_packet(self, d: _Decision, reason: FallbackReason, compress: bool) -> Any:
+        from smallfirst.packet import build_packet
+
+        spec = d.spec
+        return build_packet(
+            d.task.task_type or "unknown",
+            spec.description if spec else "",
+            d.text,
+            reason=reason,
+            detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
+            local=d.local,
+            hard_stop=d.hard_stop,
+            compress=compress or bool(spec and spec.compress_on),
         )
 
     async def _recorded_stream(
@@ -412,6 +448,7 @@ class Router:
             outcome = "answered_frontier"
         except BackendError as exc:
             d.error = f"frontier {fs.model} failed mid-stream: {exc}"
+            d.error_type = _error_type(exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome, d.error = "client_closed", "the caller closed the stream before the answer ended"
@@ -594,6 +631,14 @@ def _input_sha(d: _Decision) -> str:
     # A rejected input never became text: hash exactly what arrived.
     raw = d.task.input if not d.text else d.text
     return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _error_type(exc: BaseException) -> str:
+    """What went wrong, in few words: the HTTP status of a refusal, else the failure's class."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status >= 400:
+        return str(status)
+    return type(exc.__cause__ or exc).__qualname__
 
 
 def _sha(s: str | None) -> str | None:

@@ -197,9 +197,11 @@ class Service:
                             tokens_in=local.tokens_in if local else 0, tokens_out=local.tokens_out if local else 0)
         if req.stream:
             return _whole_stream(wire, req, answer, msg_id, headers)
-        payload = exchange.raw_response if exchange.raw_response is not None else wire.render_answer(answer, msg_id)
-        return web.Response(body=json.dumps(payload, ensure_ascii=False).encode(), headers=headers,
-                            content_type="application/json")
+        if exchange.raw_body is not None:
+            body = exchange.raw_body  # the frontier's own answer, passed on as it came
+        else:
+            body = json.dumps(wire.render_answer(answer, msg_id), ensure_ascii=False).encode()
+        return web.Response(body=body, headers=headers, content_type="application/json")
 
     async def _classify(self, req: ChatRequest, policy: Policy) -> str:
         """The task `auto` stands for; AUTO itself (an unknown task) when unclear."""

@@ -27,7 +27,7 @@ from smallfirst.backends import http
 from smallfirst.backends.base import BackendError
 from smallfirst.policy import ModelSpec
 from smallfirst.reasons import FallbackReason
-from smallfirst.router import FrontierStream
+from smallfirst.router import Escalation, FrontierStream
 from smallfirst.server import anthropic_wire, openai_wire
 from smallfirst.server.wire import Answer, ChatRequest, TextDelta, WireError, sse
 from smallfirst.tasks import FrontierAnswer
@@ -61,7 +61,7 @@ class Exchange:
         self.shadow = shadow
         self.msg_id = msg_id
         self.answer: Answer | None = None  # a whole answer, in neutral form
-        self.raw_response: dict[str, Any] | None = None  # the upstream body, when formats match
+        self.raw_body: bytes | None = None  # the upstream answer's bytes, when formats match
         self.pending: list[bytes] = []  # the caller's SSE bytes not yet written
         self.failure: BackendError | None = None
         self.sent_original = False
@@ -75,9 +75,9 @@ class Exchange:
             return int(status)
         return 502
 
-    async def call(self, packet: Any, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
+    async def call(self, esc: Escalation, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
         try:
-            return await self._call(packet, backend, spec, stream)
+            return await self._call(esc, backend, spec, stream)
         except BackendError as exc:
             self.failure = exc
             raise
@@ -89,13 +89,13 @@ class Exchange:
             self.failure = CallerError(f"internal error in smallfirst: {type(exc).__name__}: {exc}", 500)
             raise self.failure from exc
 
-    async def _call(self, packet: Any, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
+    async def _call(self, esc: Escalation, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
         protocol = "anthropic" if spec.provider == "anthropic" else "openai"
         up = WIRES[protocol]
         url: str = backend.url
         model = spec.name or spec.display_name
         max_tokens = self.req.max_tokens or spec.max_tokens
-        self.sent_original = self.shadow or self.req.has_tools or packet.reason in ORIGINAL_REQUEST_REASONS
+        self.sent_original = self.shadow or self.req.has_tools or esc.reason in ORIGINAL_REQUEST_REASONS
         if protocol == "openai":
             # OpenAI's own API rejects max_tokens for newer models; other servers know only it.
             key = "max_completion_tokens" if urlsplit(url).hostname == "api.openai.com" else "max_tokens"
@@ -113,7 +113,7 @@ class Exchange:
                 raise WireError(f"a part of the request is not in the {self.req.protocol} format: "
                                 f"{type(exc).__name__}: {exc}") from None
         else:
-            system, messages = packet.messages()
+            system, messages = esc.packet.messages()
             body = up.packet_body(system, messages, model, **kw)
         headers = _auth_headers(spec, protocol, url)
         if self.sent_original and protocol == self.req.protocol:
@@ -122,9 +122,9 @@ class Exchange:
         common = {"timeout_s": spec.timeout_s, "retries": spec.retries, "backoff_s": getattr(backend, "backoff_s", http.DEFAULT_BACKOFF_S)}
         if not stream:
             t = time.perf_counter()
-            data = await http.post_json(url, body, headers, **common)
+            data, raw = await http.post_json_raw(url, body, headers, **common)
             self.answer = up.read_answer(data, model)
-            self.raw_response = data if same_format else None
+            self.raw_body = raw if same_format else None
             return FrontierAnswer(self.answer.text, self.answer.model, self.answer.tokens_in, self.answer.tokens_out,
                                   (time.perf_counter() - t) * 1000)
         events = http.post_sse(url, body, headers, **common)
