@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import math
 import os
 import time
@@ -31,6 +32,9 @@ from smallfirst.hardstops import HardStops
 from smallfirst.policy import ModelSpec, Policy, TaskSpec
 from smallfirst.reasons import FallbackReason
 from smallfirst.tasks import Check, FrontierAnswer, HardStopMatch, LocalOutput, Task
+from smallfirst.telemetry import Telemetry
+
+log = logging.getLogger("smallfirst.router")
 
 NO_FRONTIER = "escalated; no frontier configured"
 # What the compressor hands a local model: enough for the failure and its context, small enough
@@ -47,6 +51,7 @@ class FrontierStream:
     model: str
     tokens_in: int = 0
     tokens_out: int = 0
+    response_id: str | None = None
 
 
 class Escalation:
@@ -171,7 +176,7 @@ class _Decision:
     candidate: CandidateRun | None = None
     frontier_url: str | None = None
     error_type: str | None = None  # a low-cardinality name for a failure (OpenTelemetry's error.type)
-    span: Any = None  # the decision's OpenTelemetry span, when telemetry is on
+    start_ns: int = 0  # wall clock at the start, for the decision's span (telemetry on only)
 
 
 def new_decision_id() -> str:
@@ -186,9 +191,12 @@ class Router:
         *,
         audit: AuditLog | None = None,
         backends: dict[str, Any] | None = None,
+        telemetry: Telemetry | None = None,
     ):
         self.policy = policy
         self.audit = audit
+        # None unless the policy or the environment asks for OpenTelemetry: then no per-request work.
+        self.telemetry = telemetry if telemetry is not None else Telemetry.from_policy(policy)
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
@@ -216,6 +224,8 @@ class Router:
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
         mode = self.policy.rollout.mode_for(task.task_type, task.user_group)
         d = _Decision(task=task, spec=spec, t0=t0, mode=mode, stream=stream, frontier_call=frontier_call)
+        if self.telemetry is not None:
+            d.start_ns = time.time_ns()
         try:
             return await self._pipeline(d)
         except InputRejected as exc:
@@ -258,6 +268,8 @@ class Router:
             self._loop = None
         if self.audit is not None:
             self.audit.flush()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
     async def aclose(self) -> None:
         for b in self._backends.values():
@@ -454,7 +466,7 @@ class Router:
             outcome, d.error = "client_closed", "the caller closed the stream before the answer ended"
             raise
         finally:
-            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out)
+            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out, response_id=fs.response_id)
             self._finish(
                 d, route="frontier", answer=answer.text if outcome == "answered_frontier" else None,
                 outcome=outcome, packet=packet, frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
@@ -559,7 +571,30 @@ class Router:
                     **_candidate_columns(d.candidate),
                 )
             )
+        if record and self.telemetry is not None:
+            self._trace(d, result)
         return result
+
+    def _trace(self, d: _Decision, result: RouteResult) -> None:
+        """The decision as an OpenTelemetry span; a failure here never costs the decision."""
+        try:
+            from smallfirst.redact import mask_secrets
+
+            spec = d.spec
+            asked, url = None, None
+            if result.route == "local" and spec is not None and spec.model:
+                asked, url = self.policy.models.get(spec.model), getattr(self._backends.get(spec.model), "url", None)
+            elif result.route == "frontier":
+                found = self.policy.frontier_spec(spec)
+                asked, url = (found[1] if found else None), d.frontier_url
+            assert self.telemetry is not None
+            self.telemetry.record(
+                result, start_ns=d.start_ns, asked=asked, server_url=url, error_type=d.error_type, stream=d.stream,
+                user_group=d.task.user_group, trace_context=d.task.metadata.get("trace_context"),
+                error=mask_secrets(d.error) if d.error else None,
+            )
+        except Exception:
+            log.exception("telemetry: the decision's span was not recorded")
 
     # ------------------------------------------------------------------ helpers
 

@@ -126,7 +126,7 @@ class Exchange:
             self.answer = up.read_answer(data, model)
             self.raw_body = raw if same_format else None
             return FrontierAnswer(self.answer.text, self.answer.model, self.answer.tokens_in, self.answer.tokens_out,
-                                  (time.perf_counter() - t) * 1000)
+                                  (time.perf_counter() - t) * 1000, self.answer.response_id)
         events = http.post_sse(url, body, headers, **common)
         # The relay fills in the token counts as usage events arrive; the router reads them from
         # this object when the stream ends.
@@ -146,6 +146,7 @@ class Exchange:
                     started = True
                     deltas = decoder.feed(ev)
                     fs.tokens_in, fs.tokens_out = decoder.tokens_in, decoder.tokens_out
+                    fs.response_id = decoder.response_id
                     if encoder is not None:
                         self.pending.append(b"".join(encoder.feed(d) for d in deltas))
                     elif not (decoder.usage_only and not self.req.include_usage):
