@@ -143,7 +143,6 @@ def test_a_local_answer_is_one_internal_span_with_the_genai_and_routing_attribut
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "smallfirst",
-        "gen_ai.system": "smallfirst",
         "gen_ai.request.model": "all-MiniLM-L6-v2",
         "gen_ai.request.stream": False,
         "gen_ai.response.model": "stub-model",

@@ -17,6 +17,7 @@ BatchSpanProcessor: a background thread, never the request.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -131,10 +132,8 @@ class Telemetry:
         answer was asked of (the local model, or the frontier when the task left the local path);
         `error` a masked description of a failure."""
         attrs: dict[str, Any] = {"gen_ai.operation.name": "chat"}
-        provider = _PROVIDERS.get(asked.provider, asked.provider) if asked is not None else "smallfirst"
-        # gen_ai.system is the name before gen_ai.provider.name (semantic conventions 1.37);
-        # backends still on the older conventions group by it.
-        attrs["gen_ai.provider.name"] = attrs["gen_ai.system"] = provider
+        # (gen_ai.provider.name replaced gen_ai.system in the conventions' version 1.37.)
+        attrs["gen_ai.provider.name"] = _PROVIDERS.get(asked.provider, asked.provider) if asked is not None else "smallfirst"
         request_model = asked.display_name if asked is not None else None
         if request_model:
             attrs["gen_ai.request.model"] = request_model
@@ -156,10 +155,9 @@ class Telemetry:
             attrs["gen_ai.response.id"] = response_id
         remote = asked is not None and asked.provider in _REMOTE and server_url
         if remote:
-            parts = urlsplit(server_url)
-            if parts.hostname:
-                attrs["server.address"] = parts.hostname
-                attrs["server.port"] = parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
+            address = _server(server_url)  # type: ignore[arg-type]
+            if address is not None:
+                attrs["server.address"], attrs["server.port"] = address
         status = None
         if result.outcome in _ERRORS:
             attrs["error.type"] = error_type or _ERRORS[result.outcome] or "_OTHER"
@@ -195,3 +193,11 @@ class Telemetry:
         """Export what is queued and stop (only a provider this object made itself)."""
         if self._provider is not None:
             self._provider.shutdown()
+
+
+@functools.lru_cache(maxsize=64)
+def _server(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme, 443)
