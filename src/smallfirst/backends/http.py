@@ -126,6 +126,7 @@ async def aclose() -> None:
 # ---------------------------------------------------------------- requests
 
 
+@functools.lru_cache(maxsize=256)
 def server_label(url: str) -> str:
     """How errors name a server: scheme, host, port and path, never a query string or key."""
     parts = urlsplit(url)

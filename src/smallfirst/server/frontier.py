@@ -16,6 +16,7 @@ stream ends.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from contextlib import aclosing
@@ -98,7 +99,7 @@ class Exchange:
         self.sent_original = self.shadow or self.req.has_tools or esc.reason in ORIGINAL_REQUEST_REASONS
         if protocol == "openai":
             # OpenAI's own API rejects max_tokens for newer models; other servers know only it.
-            key = "max_completion_tokens" if urlsplit(url).hostname == "api.openai.com" else "max_tokens"
+            key = "max_completion_tokens" if _is_openai(url) else "max_tokens"
             kw: dict[str, Any] = {"max_tokens": max_tokens, "max_tokens_key": key, "stream": stream}
         else:
             kw = {"max_tokens": max_tokens, "stream": stream}
@@ -177,6 +178,11 @@ class Exchange:
         """The caller's error event for a stream that failed after its 200."""
         encoder = self.caller_wire.StreamEncoder(self.msg_id, "", **self._encoder_kw())
         return encoder.error(message)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_openai(url: str) -> bool:
+    return urlsplit(url).hostname == "api.openai.com"
 
 
 def _auth_headers(spec: ModelSpec, protocol: str, url: str) -> dict[str, str]:
