@@ -124,10 +124,17 @@ def test_an_unknown_telemetry_key_in_the_policy_is_an_error_with_its_line(write_
     assert err.value.field == "telemetry.otlp_endpont" and err.value.line == MINIMAL_POLICY.count("\n") + 2
 
 
-def test_grpc_without_its_exporter_installed_says_what_to_install(monkeypatch):
+def test_grpc_without_its_exporter_installed_says_what_to_install(monkeypatch, write_policy):
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", None)
     with pytest.raises(TelemetryError, match="pip install opentelemetry-exporter-otlp-proto-grpc"):
         Telemetry.otlp(TelemetrySettings("otel:4317", "grpc", "smallfirst"))
+    # The command says so in one line, before any request.
+    from smallfirst.cli import main
+
+    path = write_policy(MINIMAL_POLICY + "telemetry: {otlp_endpoint: 'otel:4317', protocol: grpc}\n")
+    log = path.with_name("build.log")
+    log.write_text(ROUTINE, encoding="utf-8")
+    assert main(["route", "--policy", str(path), "--task", "classify_issue", str(log)]) == 2
 
 
 # ---------------------------------------------------------------------- the span of each kind of decision

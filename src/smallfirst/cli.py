@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from smallfirst.policy import Policy, PolicyError, load_policy
+from smallfirst.telemetry import TelemetryError
 
 DEFAULT_AUDIT = "smallfirst-audit.db"
 DEMO_LOGS = Path(str(files("smallfirst") / "data" / "demo" / "ci_logs.jsonl"))
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except PolicyError as exc:
         print(f"smallfirst: policy error: {exc}", file=sys.stderr)
+        return 2
+    except TelemetryError as exc:
+        print(f"smallfirst: telemetry: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `smallfirst audit tail | head`
         return 0
