@@ -312,6 +312,32 @@ def test_a_model_name_that_is_no_task_is_an_unknown_task_answered_by_the_frontie
     assert sent["model"] == "gpt-frontier"  # the policy's frontier, not the name the caller sent
 
 
+def test_forwarding_the_agents_own_request_builds_no_escalation_packet_and_passes_the_answer_through(
+        openai_frontier, tmp_path, monkeypatch):
+    import smallfirst.packet
+
+    def no_packet(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an escalation packet was built for a request forwarded as it came")
+
+    monkeypatch.setattr(smallfirst.packet, "build_packet", no_packet)
+    shadow = "rollout: {mode: live, task_modes: {classify_issue: shadow}}"
+    audit = AuditLog.sqlite(tmp_path / "a.db")
+    with ServerThread(server_policy(openai_frontier, rollout=shadow), audit=audit, backends=stub_backends()) as srv:
+        client = openai_client(srv)
+        answers = [client.chat.completions.with_raw_response.create(model=model, messages=user(ROUTINE))
+                   for model in ("smallfirst/propose_code_change", "gpt-4o", "smallfirst/classify_issue")]
+    reasons = [a.headers["x-smallfirst-reason"] for a in answers]
+    assert reasons == ["policy_requires_frontier", "unknown_task", "none"]  # the last one in shadow mode
+    # The frontier's own body reaches the caller: fields smallfirst never writes come through.
+    assert all(a.http_response.json()["system_fingerprint"] == "fp_fake" for a in answers)
+    assert all(r.json["messages"] == user(ROUTINE) for r in openai_frontier.requests)
+    records = sorted(read_recent(tmp_path / "a.db"), key=lambda r: r["ts"])
+    assert [r["outcome"] for r in records] == ["answered_frontier"] * 3
+    for rec in records:  # the record is as complete as before
+        assert rec["frontier_model"] == "gpt-frontier" and rec["frontier_answer_sha256"] and rec["input_sha256"]
+        assert rec["tokens"]["frontier_in"] > 0 and rec["preview"] and rec["cost_usd"] > 0
+
+
 def test_task_header_overrides_the_model_name(anthropic_frontier):
     with ServerThread(server_policy(anthropic_frontier), backends=stub_backends()) as srv:
         raw = openai_client(srv).chat.completions.with_raw_response.create(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from smallfirst.policy import Policy, PolicyError, load_policy
+from smallfirst.telemetry import TelemetryError
 
 DEFAULT_AUDIT = "smallfirst-audit.db"
 DEMO_LOGS = Path(str(files("smallfirst") / "data" / "demo" / "ci_logs.jsonl"))
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreError as exc:
         print(f"smallfirst: {exc}", file=sys.stderr)
+    except TelemetryError as exc:
+        print(f"smallfirst: telemetry: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `smallfirst audit tail | head`
         return 0

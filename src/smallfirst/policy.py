@@ -174,6 +174,15 @@ class GateConfig(_Strict):
     refusal_markers: list[str] = Field(default_factory=list)  # added to the built-in markers
 
 
+class TelemetrySpec(_Strict):
+    """OpenTelemetry export (smallfirst.telemetry). Without otlp_endpoint, the standard
+    OTEL_EXPORTER_OTLP_ENDPOINT environment variable decides; with neither, telemetry is off."""
+
+    otlp_endpoint: str | None = None  # e.g. http://collector:4318 (http/protobuf) or collector:4317 (grpc)
+    protocol: Literal["http/protobuf", "grpc"] | None = None  # default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf
+    service_name: str | None = None  # default: OTEL_SERVICE_NAME, else "smallfirst"
+
+
 class Policy(_Strict):
     version: Literal[1]
     models: dict[str, ModelSpec]
@@ -187,6 +196,7 @@ class Policy(_Strict):
     tool_use: Literal["frontier", "local"] = "frontier"
     # sha256 (hex) of a caller's API key -> user group. Hashes, so the policy file holds no keys.
     api_key_groups: dict[str, str] = Field(default_factory=dict)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
 
     # Not part of the file: where it came from, for relative paths and the audit's policy_version.
     source: str = Field("<memory>", exclude=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import math
 import os
 import time
@@ -31,6 +32,9 @@ from smallfirst.hardstops import HardStops
 from smallfirst.policy import ModelSpec, Policy, TaskSpec
 from smallfirst.reasons import FallbackReason
 from smallfirst.tasks import Check, FrontierAnswer, HardStopMatch, LocalOutput, Task
+from smallfirst.telemetry import Telemetry
+
+log = logging.getLogger("smallfirst.router")
 
 NO_FRONTIER = "escalated; no frontier configured"
 # What the compressor hands a local model: enough for the failure and its context, small enough
@@ -47,9 +51,33 @@ class FrontierStream:
     model: str
     tokens_in: int = 0
     tokens_out: int = 0
+    response_id: str | None = None
 
 
-FrontierCall = Callable[[Any, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
+class Escalation:
+    """Why a task left the local path, and the escalation packet saying so, built on first use:
+    a caller that forwards the agent's own request to the frontier never pays for it."""
+
+    __slots__ = ("reason", "_build", "_packet")
+
+    def __init__(self, reason: FallbackReason, build: Callable[[], Any]):
+        self.reason = reason
+        self._build = build
+        self._packet: Any = None
+
+    @property
+    def packet(self) -> Any:
+        if self._packet is None:
+            self._packet = self._build()
+        return self._packet
+
+    @property
+    def built(self) -> Any:
+        """The packet if something asked for it, else None."""
+        return self._packet
+
+
+FrontierCall = Callable[[Escalation, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
 
 
 class InputRejected(ValueError):
@@ -75,7 +103,9 @@ class RouteResult:
     model: str | None = None  # the model whose answer the caller gets
     latency_ms: float = 0.0
     checks: tuple[Check, ...] = ()
-    packet: Any = None  # EscalationPacket when the task left the local path
+    # The EscalationPacket when the task left the local path, unless the frontier was sent the
+    # agent's own request instead (see Escalation).
+    packet: Any = None
     local: LocalOutput | None = None
     frontier: FrontierAnswer | None = None
     error: str | None = None
@@ -144,6 +174,9 @@ class _Decision:
     stream: bool = False
     frontier_call: "FrontierCall | None" = None
     candidate: CandidateRun | None = None
+    frontier_url: str | None = None
+    error_type: str | None = None  # a low-cardinality name for a failure (OpenTelemetry's error.type)
+    start_ns: int = 0  # wall clock at the start, for the decision's span (telemetry on only)
 
 
 def new_decision_id() -> str:
@@ -158,9 +191,12 @@ class Router:
         *,
         audit: AuditLog | None = None,
         backends: dict[str, Any] | None = None,
+        telemetry: Telemetry | None = None,
     ):
         self.policy = policy
         self.audit = audit
+        # None unless the policy or the environment asks for OpenTelemetry: then no per-request work.
+        self.telemetry = telemetry if telemetry is not None else Telemetry.from_policy(policy)
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
@@ -181,13 +217,15 @@ class Router:
     ) -> RouteResult:
         """Route one task. With `stream`, a frontier answer comes back as `result.stream` (text
         deltas) and is recorded when it ends; a local answer is always whole, gate-checked first.
-        `frontier_call(packet, backend, model_spec, stream)` lets a caller (the HTTP service)
-        decide what the frontier receives, e.g. the agent's original request; it returns a
-        FrontierAnswer or a FrontierStream."""
+        `frontier_call(escalation, backend, model_spec, stream)` lets a caller (the HTTP service)
+        decide what the frontier receives, e.g. the agent's original request, or the packet that
+        `escalation.packet` builds on first use; it returns a FrontierAnswer or a FrontierStream."""
         t0 = time.perf_counter()
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
         mode = self.policy.rollout.mode_for(task.task_type, task.user_group)
         d = _Decision(task=task, spec=spec, t0=t0, mode=mode, stream=stream, frontier_call=frontier_call)
+        if self.telemetry is not None:
+            d.start_ns = time.time_ns()
         try:
             return await self._pipeline(d)
         except InputRejected as exc:
@@ -230,6 +268,8 @@ class Router:
             self._loop = None
         if self.audit is not None:
             self.audit.flush()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
     async def aclose(self) -> None:
         for b in self._backends.values():
@@ -351,51 +391,59 @@ class Router:
     async def _escalate(
         self, d: _Decision, reason: FallbackReason | None, *, compress: bool = False, shadow: bool = False
     ) -> RouteResult:
-        from smallfirst.packet import build_packet
-
         spec = d.spec
         if not shadow:
             d.reason = reason
             d.route_candidate = "frontier"
-        packet = build_packet(
-            d.task.task_type or "unknown",
-            spec.description if spec else "",
-            d.text,
-            reason=reason or FallbackReason.MANUAL_OVERRIDE,
-            detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
-            local=d.local,
-            hard_stop=d.hard_stop,
-            compress=compress or bool(spec and spec.compress_on),
-        )
+        why = reason or FallbackReason.MANUAL_OVERRIDE
+        esc = Escalation(why, functools.partial(self._build_packet, d, why, compress))
         found = self.policy.frontier_spec(spec)
         if found is None or not frontier_configured(found[1]):
-            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=packet)
+            # Shown by `smallfirst route`: what the frontier would have been sent.
+            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=esc.packet)
         key, fspec = found
         t = time.perf_counter()
         try:
             backend = self._backend(key)
+            d.frontier_url = getattr(backend, "url", None)
             if d.frontier_call is not None:
-                got = await d.frontier_call(packet, backend, fspec, d.stream)
+                got = await d.frontier_call(esc, backend, fspec, d.stream)
             elif d.stream:
-                system, messages = packet.messages()
+                system, messages = esc.packet.messages()
                 got = FrontierStream(
                     backend.stream_chat(messages, system=system, max_tokens=fspec.max_tokens), fspec.display_name
                 )
             else:
-                system, messages = packet.messages()
+                system, messages = esc.packet.messages()
                 got = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
         except BackendError as exc:
             d.error = f"frontier {fspec.display_name} failed: {exc}"
+            d.error_type = _error_type(exc)
             return self._finish(
-                d, route="frontier", answer=None, outcome="frontier_error", packet=packet,
+                d, route="frontier", answer=None, outcome="frontier_error", packet=esc.built,
                 frontier_ms=(time.perf_counter() - t) * 1000,
             )
         if isinstance(got, FrontierStream):
-            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=packet, record=False)
-            return replace(result, stream=self._recorded_stream(d, packet, got, t))
+            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=esc.built, record=False)
+            return replace(result, stream=self._recorded_stream(d, esc.built, got, t))
         return self._finish(
-            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=packet,
+            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=esc.built,
             frontier=got, frontier_ms=(time.perf_counter() - t) * 1000,
+        )
+
+    def _build_packet(self, d: _Decision, reason: FallbackReason, compress: bool) -> Any:
+        from smallfirst.packet import build_packet
+
+        spec = d.spec
+        return build_packet(
+            d.task.task_type or "unknown",
+            spec.description if spec else "",
+            d.text,
+            reason=reason,
+            detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
+            local=d.local,
+            hard_stop=d.hard_stop,
+            compress=compress or bool(spec and spec.compress_on),
         )
 
     async def _recorded_stream(
@@ -412,12 +460,13 @@ class Router:
             outcome = "answered_frontier"
         except BackendError as exc:
             d.error = f"frontier {fs.model} failed mid-stream: {exc}"
+            d.error_type = _error_type(exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome, d.error = "client_closed", "the caller closed the stream before the answer ended"
             raise
         finally:
-            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out)
+            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out, response_id=fs.response_id)
             self._finish(
                 d, route="frontier", answer=answer.text if outcome == "answered_frontier" else None,
                 outcome=outcome, packet=packet, frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
@@ -522,7 +571,30 @@ class Router:
                     **_candidate_columns(d.candidate),
                 )
             )
+        if record and self.telemetry is not None:
+            self._trace(d, result)
         return result
+
+    def _trace(self, d: _Decision, result: RouteResult) -> None:
+        """The decision as an OpenTelemetry span; a failure here never costs the decision."""
+        try:
+            from smallfirst.redact import mask_secrets
+
+            spec = d.spec
+            asked, url = None, None
+            if result.route == "local" and spec is not None and spec.model:
+                asked, url = self.policy.models.get(spec.model), getattr(self._backends.get(spec.model), "url", None)
+            elif result.route == "frontier":
+                found = self.policy.frontier_spec(spec)
+                asked, url = (found[1] if found else None), d.frontier_url
+            assert self.telemetry is not None
+            self.telemetry.record(
+                result, start_ns=d.start_ns, asked=asked, server_url=url, error_type=d.error_type, stream=d.stream,
+                user_group=d.task.user_group, trace_context=d.task.metadata.get("trace_context"),
+                error=mask_secrets(d.error) if d.error else None,
+            )
+        except Exception:
+            log.exception("telemetry: the decision's span was not recorded")
 
     # ------------------------------------------------------------------ helpers
 
@@ -594,6 +666,14 @@ def _input_sha(d: _Decision) -> str:
     # A rejected input never became text: hash exactly what arrived.
     raw = d.task.input if not d.text else d.text
     return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _error_type(exc: BaseException) -> str:
+    """What went wrong, in few words: the HTTP status of a refusal, else the failure's class."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status >= 400:
+        return str(status)
+    return type(exc.__cause__ or exc).__qualname__
 
 
 def _sha(s: str | None) -> str | None:

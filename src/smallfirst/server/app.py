@@ -42,6 +42,7 @@ from smallfirst.server.dashboard_routes import register_dashboard
 from smallfirst.server.frontier import Exchange
 from smallfirst.server.wire import Answer, ChatRequest, Finish, TextDelta, WireError
 from smallfirst.tasks import Task
+from smallfirst.telemetry import TRACE_HEADERS, Telemetry
 
 log = logging.getLogger("smallfirst.server")
 
@@ -77,12 +78,14 @@ class Service:
         audit_path: str | Path | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         warm: bool = True,
+        telemetry: Telemetry | None = None,
     ):
         self.metrics = Metrics(known_tasks=lambda: self.router.policy.tasks)
         self.audit = audit
         if audit is not None:
             self.metrics.watch_audit(audit)
-        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends)  # type: ignore[arg-type]
+        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends,  # type: ignore[arg-type]
+                             telemetry=telemetry)
         self.classifier = classifier or TaskClassifier()
         self.base_policy = policy  # as read from its file; admin overrides are applied on top
         self.overrides = Overrides()
@@ -201,13 +204,17 @@ class Service:
             return _error(wire, 400, str(exc), param=getattr(exc, "param", None))
         if task_type == AUTO:
             task_type = await self._classify(req, policy)
+        metadata: dict[str, Any] = {"tools": req.has_tools, "protocol": wire.NAME}
+        if self.router.telemetry is not None:
+            # The caller's W3C trace context: the decision's span joins the caller's trace.
+            metadata["trace_context"] = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
         task = Task(
             input=req.task_text,
             task_type=task_type,
             task_id=task_id,
             user_group=group,
             schema=req.schema,
-            metadata={"tools": req.has_tools, "protocol": wire.NAME},
+            metadata=metadata,
         )
         msg_id = f"{random.getrandbits(96):024x}"  # a response id, not a secret (os.urandom costs 15 us here)
         exchange = Exchange(req, shadow=policy.rollout.mode_for(task_type, group) == "shadow", msg_id=msg_id)
@@ -235,9 +242,11 @@ class Service:
                             tokens_in=local.tokens_in if local else 0, tokens_out=local.tokens_out if local else 0)
         if req.stream:
             return _whole_stream(wire, req, answer, msg_id, headers)
-        payload = exchange.raw_response if exchange.raw_response is not None else wire.render_answer(answer, msg_id)
-        return web.Response(body=json.dumps(payload, ensure_ascii=False).encode(), headers=headers,
-                            content_type="application/json")
+        if exchange.raw_body is not None:
+            body = exchange.raw_body  # the frontier's own answer, passed on as it came
+        else:
+            body = json.dumps(wire.render_answer(answer, msg_id), ensure_ascii=False).encode()
+        return web.Response(body=body, headers=headers, content_type="application/json")
 
     async def _classify(self, req: ChatRequest, policy: Policy) -> str:
         """The task `auto` stands for; AUTO itself (an unknown task) when unclear."""
@@ -400,7 +409,7 @@ def _check_schema(req: ChatRequest) -> None:
 
 def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     """The aiohttp application; keyword arguments are Service's (audit, backends, classifier,
-    admin_token, policy_path, audit_path, max_body_bytes, warm)."""
+    admin_token, policy_path, audit_path, max_body_bytes, warm, telemetry)."""
     kwargs.setdefault("admin_token", os.environ.get("SMALLFIRST_ADMIN_TOKEN"))
     service = Service(policy, **kwargs)
     app = web.Application(client_max_size=service.max_body_bytes)
@@ -428,6 +437,8 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
         await http.aclose()
         if service.audit is not None:
             await asyncio.to_thread(service.audit.close)
+        if service.router.telemetry is not None:
+            await asyncio.to_thread(service.router.telemetry.shutdown)  # exports the spans still queued
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
