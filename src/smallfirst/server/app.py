@@ -15,6 +15,7 @@ its first byte; a frontier answer streams through as it arrives (frontier.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
@@ -111,19 +112,25 @@ class Service:
         self._warm_task = asyncio.get_running_loop().create_task(self._warm())
 
     async def _warm(self) -> None:
-        policy = self.router.policy
-        self.models = {t.model: "loading" for t in policy.tasks.values() if t.local and t.model}
-        results = await asyncio.to_thread(self.router.warm)
-        try:
-            await asyncio.to_thread(self.classifier.load)
-            results["auto_classifier"] = None
-        except Exception as exc:  # auto then sends everything to the frontier as unknown_task
-            results["auto_classifier"] = f"{type(exc).__name__}: {exc}"
-        self.models = {k: "ready" if err is None else err for k, err in results.items()}
-        for key, err in results.items():
+        loads: dict[str, Callable[[], str | None]] = {
+            key: functools.partial(self.router.warm_model, key) for key in self.router.local_models()
+        }
+        loads["auto_classifier"] = self.classifier.load
+        self.models = dict.fromkeys(loads, "loading")
+
+        # One thread per model, each shown ready as it finishes: the classifier (under a second)
+        # is ready, and says so, while Gemma (seconds) is still loading, whatever the policy's order.
+        async def warm(key: str) -> bool:
+            try:
+                err = await asyncio.to_thread(loads[key])
+            except Exception as exc:  # the auto classifier: auto then sends everything to the frontier as unknown_task
+                err = f"{type(exc).__name__}: {exc}"
+            self.models[key] = "ready" if err is None else err
             if err is not None:
                 log.error("model %s failed to load: %s", key, err)
-        self.ready = all(err is None for err in results.values())
+            return err is None
+
+        self.ready = all(await asyncio.gather(*(warm(key) for key in loads)))
         self.metrics.ready.set(1 if self.ready else 0)
 
     # ------------------------------------------------------------------ the two APIs
