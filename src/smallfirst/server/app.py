@@ -112,25 +112,29 @@ class Service:
         self._warm_task = asyncio.get_running_loop().create_task(self._warm())
 
     async def _warm(self) -> None:
-        loads: dict[str, Callable[[], str | None]] = {
-            key: functools.partial(self.router.warm_model, key) for key in self.router.local_models()
-        }
+        policy = self.router.policy
+        keys = self.router.local_models()
+        loads: dict[str, Callable[[], str | None]] = {key: functools.partial(self.router.warm_model, key) for key in keys}
         loads["auto_classifier"] = self.classifier.load
         self.models = dict.fromkeys(loads, "loading")
 
-        # One thread per model, each shown ready as it finishes: the classifier (under a second)
-        # is ready, and says so, while Gemma (seconds) is still loading, whatever the policy's order.
         async def warm(key: str) -> bool:
             try:
                 err = await asyncio.to_thread(loads[key])
             except Exception as exc:  # the auto classifier: auto then sends everything to the frontier as unknown_task
                 err = f"{type(exc).__name__}: {exc}"
-            self.models[key] = "ready" if err is None else err
+            self.models[key] = "ready" if err is None else err  # /readyz shows each model as it is ready
             if err is not None:
                 log.error("model %s failed to load: %s", key, err)
             return err is None
 
-        self.ready = all(await asyncio.gather(*(warm(key) for key in loads)))
+        # xllamacpp holds the GIL while llama.cpp loads a GGUF (about 2 s, far longer on a busy
+        # machine): nothing else in the process runs meanwhile. So the other models (the
+        # classifier: under a second) load first, together, and in-process GGUF models after them.
+        gguf = [k for k in keys if policy.models[k].provider == "llamacpp"]
+        first = await asyncio.gather(*(warm(k) for k in loads if k not in gguf))
+        then = [await warm(k) for k in gguf]
+        self.ready = all(first) and all(then)
         self.metrics.ready.set(1 if self.ready else 0)
 
     # ------------------------------------------------------------------ the two APIs
