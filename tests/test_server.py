@@ -619,7 +619,7 @@ def test_the_classifier_loads_is_ready_and_answers_while_gemma_is_still_loading(
         assert classifier.loaded.wait(10), "the classifier's load waited behind Gemma's"
         for _ in range(200):
             status, _, body = srv.get("/readyz")
-            if body["models"]["local_classifier"] == "ready":
+            if body["models"]["local_classifier"] == body["models"]["auto_classifier"] == "ready":
                 break
             threading.Event().wait(0.05)
         assert status == 503 and body["status"] == "loading"
