@@ -3,7 +3,7 @@
 The reference forward pass is plain numpy float32 (no torch): tokenise with `tokenizers` from the
 bundled tokenizer.json, six BERT layers, mean pooling over real tokens, L2 normalisation. It
 matches sentence-transformers to cosine >= 0.99999 (tests/test_embedding.py). The backend runs
-the same model with int8 weights on ONNX Runtime (minilm_onnx.py), about five times faster.
+the same model with int8 weights on ONNX Runtime (minilm_onnx.py), for a quarter of the CPU.
 
 Two ways to answer a labelled task:
 - zero-shot: cosine between the input and each label's description, softmaxed;

@@ -2,7 +2,7 @@
 
 The numpy float32 forward pass in embedding.py stays the reference; this path computes nearly the
 same embeddings (cosine >= 0.997 to it on real CI logs, >= 0.99 to sentence-transformers' own;
-tests/test_minilm_onnx.py) several times faster (bench/local_models.py), because its matrix
+tests/test_minilm_onnx.py) for a quarter of the CPU time (bench/local_models.py), because its matrix
 products run in int8:
 
 - the weights of the 36 dense layers are quantised here to int8, symmetric, one scale per output
