@@ -201,8 +201,9 @@ def ensure_graph(model_dir: Path, weights_sha256: str, graph_sha256: str) -> byt
     actual = hashlib.sha256(data).hexdigest()
     if actual != graph_sha256:
         raise ModelIntegrityError(
-            f"the int8 graph built from {model_dir / 'model.safetensors'} has sha256 {actual}, pinned {graph_sha256}: "
-            f"{_onnx_version()} wrote other bytes than the versions checked (onnx 1.17-1.23); refusing to use it"
+            f"the int8 graph built from {model_dir} has sha256 {actual}, pinned {graph_sha256}; refusing to use it. "
+            f"Either {model_dir / 'config.json'} is not the pinned model's, or {_onnx_version()} serialises "
+            f"differently from the versions checked (onnx 1.17 to 1.23)"
         )
     _write_atomically(path, data)
     return data
