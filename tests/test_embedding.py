@@ -164,3 +164,16 @@ def test_concurrent_calls_share_one_encoder_and_agree_with_sequential_ones():
         alone = backend.complete_sync(text, task)
         assert out.label == alone.label
         assert out.confidence == pytest.approx(alone.confidence, abs=1e-6)
+
+
+def test_the_last_window_of_a_long_text_is_read_from_its_tail_exactly_as_from_the_whole():
+    from conftest import SHARED_DATA
+    from smallfirst.backends.embedding import _last_ids
+
+    enc = MiniLMEncoder()
+    rows = (SHARED_DATA / "bump" / "bump_failures.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(r)["text"] for r in rows[::5]]
+    texts += ["word " * 3000, "x" * 5000 + " tail", "é" * 4000, "short text", "a/b/c " * 900 + "\n" * 50]
+    window = Window("last")
+    whole = [window.cut(ids) for ids in enc.token_ids_batch(texts)]
+    assert [window.cut(ids) for ids in _last_ids(enc, texts)] == whole

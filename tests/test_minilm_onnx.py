@@ -171,3 +171,12 @@ def test_a_head_trained_on_the_reference_path_is_refused_by_the_int8_backend(tmp
     with pytest.raises(BackendError, match="retrain the head") as err:
         backend.complete_sync("[ERROR] cannot find symbol", policy.tasks["classify_issue"])
     assert MINILM_SHA256 in str(err.value) and PINNED in str(err.value)
+
+
+def test_the_policy_sets_the_int8_paths_threads_without_changing_its_identity():
+    from smallfirst.policy import parse_policy
+
+    policy = parse_policy("version: 1\nmodels:\n  clf: {provider: embedding, threads: 1}\ntasks:\n  t: {model: clf, labels: [a, b]}\n")
+    backend = EmbeddingBackend(policy.models["clf"], policy)
+    assert isinstance(backend.encoder, OnnxMiniLMEncoder) and backend.encoder.threads == 1
+    assert backend.sha256 == PINNED  # the same graph: heads trained at any thread count apply
