@@ -68,3 +68,20 @@ def module_at(rev: str, relpath: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def time_side_by_side(fns: dict[str, Callable[[Any], Any]], inputs: Sequence[Any], n: int,
+                      block: int = 10) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU milliseconds per call of each fn, n calls each, taken in turns of `block`
+    calls so that every fn sees the same stretches of a busy machine (and a runtime's thread
+    pool is not woken and put to sleep on every call). CPU time is the process's, all threads
+    together: on a machine shared with other work it is the steadier number."""
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in fns}
+    for start in range(0, n, block):
+        for name, fn in fns.items():
+            for i in range(start, min(n, start + block)):
+                c, t = time.process_time(), time.perf_counter()
+                fn(inputs[i % len(inputs)])
+                times[name][0].append((time.perf_counter() - t) * 1000)
+                times[name][1].append((time.process_time() - c) * 1000)
+    return times

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
+
+# numpy's reference MiniLM as `smallfirst serve` runs it: one BLAS thread. Two thrash on a busy
+# 2-core machine (one test took 93 s instead of 24). Read when numpy first loads, so set here.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest
 

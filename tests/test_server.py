@@ -601,6 +601,16 @@ class SlowLoading(StubLocal):
         self.release.wait(30)
 
 
+def poll_readyz(srv: ServerThread, done: Any) -> tuple[int, Any]:
+    """GET /readyz until done(status, body) holds, for 10 s at most; the last answer."""
+    for _ in range(200):
+        status, _, body = srv.get("/readyz")
+        if done(status, body):
+            break
+        threading.Event().wait(0.05)
+    return status, body
+
+
 def test_readyz_says_loading_until_the_local_models_are_loaded(anthropic_frontier):
     slow = SlowLoading()
     ready_classifier = TaskClassifier(keyword_embed)
@@ -610,12 +620,44 @@ def test_readyz_says_loading_until_the_local_models_are_loaded(anthropic_frontie
         status, _, body = srv.get("/readyz")
         assert status == 503 and body["status"] == "loading"
         slow.release.set()
-        for _ in range(200):
-            status, _, body = srv.get("/readyz")
-            if status == 200:
-                break
-            threading.Event().wait(0.05)
+        status, body = poll_readyz(srv, lambda status, body: status == 200)
     assert status == 200 and body["models"]["local_classifier"] == "ready"
+
+
+GEMMA_FIRST = """
+version: 1
+models:
+  local_default: {provider: llamacpp}
+  local_classifier: {provider: embedding}
+tasks:
+  summarize_log: {description: Summarise a log., model: local_default, min_confidence: 0.5, grounding: false}
+  classify_issue: {description: Classify a CI failure., model: local_classifier, labels: [build, test], min_confidence: 0.72}
+"""
+
+
+class LoadsAtOnce(StubLocal):
+    def __init__(self) -> None:
+        super().__init__(label="build", confidence=0.95)
+        self.loaded = threading.Event()
+
+    def load(self) -> None:
+        self.loaded.set()
+
+
+def test_the_classifier_loads_is_ready_and_answers_while_gemma_is_still_loading():
+    gemma, classifier = SlowLoading(), LoadsAtOnce()
+    with ServerThread(parse_policy(GEMMA_FIRST), backends={"local_default": gemma, "local_classifier": classifier},
+                      classifier=TaskClassifier(keyword_embed), warm=True) as srv:
+        assert classifier.loaded.wait(10), "the classifier's load waited behind Gemma's"
+        status, body = poll_readyz(srv, lambda status, body: body["models"]["local_classifier"] == body["models"]["auto_classifier"] == "ready")
+        assert status == 503 and body["status"] == "loading"
+        assert body["models"] == {"local_classifier": "ready", "local_default": "loading", "auto_classifier": "ready"}
+        raw = openai_client(srv).chat.completions.with_raw_response.create(
+            model="smallfirst/classify_issue", messages=user(ROUTINE))
+        assert raw.headers["x-smallfirst-route"] == "local" and raw.parse().choices[0].message.content == "build"
+        gemma.release.set()
+        status, body = poll_readyz(srv, lambda status, body: status == 200)
+    assert status == 200 and set(body["models"].values()) == {"ready"}
 
 
 def test_metrics_endpoint_serves_prometheus_text(anthropic_frontier):

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -201,6 +202,7 @@ class Router:
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
         self._injected = frozenset(self._backends)
+        self._backends_lock = threading.Lock()
         self._backend_errors: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -246,20 +248,24 @@ class Router:
     def warm(self, task_types: list[str] | None = None) -> dict[str, str | None]:
         """Load the local models of these tasks now (all local tasks by default), so the first
         request does not pay for it. Returns model key -> error message or None."""
-        out: dict[str, str | None] = {}
-        for name, spec in self.policy.tasks.items():
-            if task_types is not None and name not in task_types:
-                continue
-            if spec.local and spec.model and spec.model not in out:
-                try:
-                    backend = self._backend(spec.model)
-                    load = getattr(backend, "load", None)
-                    if load:
-                        load()
-                    out[spec.model] = None
-                except Exception as exc:  # reported, and each request will escalate with local_error
-                    out[spec.model] = f"{type(exc).__name__}: {exc}"
-        return out
+        return {key: self.warm_model(key) for key in self.local_models(task_types)}
+
+    def local_models(self, task_types: list[str] | None = None) -> list[str]:
+        """The model keys of these local tasks (all by default), in policy order."""
+        keys = (spec.model for name, spec in self.policy.tasks.items()
+                if spec.local and spec.model and (task_types is None or name in task_types))
+        return list(dict.fromkeys(keys))
+
+    def warm_model(self, key: str) -> str | None:
+        """Load one model now. Returns None, or why it failed (each request then escalates with
+        local_error)."""
+        try:
+            load = getattr(self._backend(key), "load", None)
+            if load:
+                load()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def close(self) -> None:
         if self._loop is not None:
@@ -601,8 +607,12 @@ class Router:
     def _backend(self, key: str) -> Any:
         b = self._backends.get(key)
         if b is None:
-            spec: ModelSpec = self.policy.models[key]
-            b = self._backends[key] = make_backend(spec, self.policy)
+            # Warm-up threads and requests can ask at once; two instances would load a model twice.
+            with self._backends_lock:
+                b = self._backends.get(key)
+                if b is None:
+                    spec: ModelSpec = self.policy.models[key]
+                    b = self._backends[key] = make_backend(spec, self.policy)
         return b
 
     def _local_cost(self, local_ms: float) -> float:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from smallfirst.backends.embedding import EMBEDDING_DIM, MINILM_SHA256, MODEL_NAME, MiniLMEncoder, Window, embed_texts, shared_encoder
+from smallfirst.backends.embedding import EMBEDDING_DIM, MODEL_NAME, MiniLMEncoder, Window, embed_texts, shared_encoder
 from smallfirst.calibration import Calibrator, CalibratorKind, expected_calibration_error, fit_calibrator, select_calibrator_kind
 from smallfirst.jsonl import label_mapping, map_label, read_jsonl
 
@@ -110,9 +110,12 @@ def _rounded(a: np.ndarray) -> Any:
     return np.round(np.asarray(a, dtype=np.float64), 7).tolist()
 
 
-def load_head(path: str | Path, *, embedding_sha256: str = MINILM_SHA256) -> Head:
-    """Read and validate a head; refuse one trained on another embedding model."""
+def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
+    """Read and validate a head; refuse one trained on another encoder than `embedding_sha256`
+    (by default the bundled one, as shared_encoder() runs it)."""
     p = Path(path)
+    if embedding_sha256 is None:
+        embedding_sha256 = shared_encoder().sha256
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -124,8 +127,8 @@ def load_head(path: str | Path, *, embedding_sha256: str = MINILM_SHA256) -> Hea
         raise HeadError(f"{p}: format is {found!r}, expected {HEAD_FORMAT!r}")
     if d.get("embedding_sha256") != embedding_sha256:
         raise HeadError(
-            f"{p}: head was trained on embedding model sha256 {d.get('embedding_sha256')}, "
-            f"but this encoder's model.safetensors is {embedding_sha256}; retrain the head (smallfirst train)"
+            f"{p}: head was trained on encoder sha256 {d.get('embedding_sha256')}, "
+            f"but this encoder is {embedding_sha256}; retrain the head (smallfirst train)"
         )
     try:
         labels = tuple(str(x) for x in d["labels"])

@@ -15,6 +15,7 @@ its first byte; a frontier answer streams through as it arrives (frontier.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
@@ -153,18 +154,28 @@ class Service:
 
     async def _warm(self) -> None:
         policy = self.router.policy
-        self.models = {t.model: "loading" for t in policy.tasks.values() if t.local and t.model}
-        results = await asyncio.to_thread(self.router.warm)
-        try:
-            await asyncio.to_thread(self.classifier.load)
-            results["auto_classifier"] = None
-        except Exception as exc:  # auto then sends everything to the frontier as unknown_task
-            results["auto_classifier"] = f"{type(exc).__name__}: {exc}"
-        self.models = {k: "ready" if err is None else err for k, err in results.items()}
-        for key, err in results.items():
+        keys = self.router.local_models()
+        loads: dict[str, Callable[[], str | None]] = {key: functools.partial(self.router.warm_model, key) for key in keys}
+        loads["auto_classifier"] = self.classifier.load
+        self.models = dict.fromkeys(loads, "loading")
+
+        async def warm(key: str) -> bool:
+            try:
+                err = await asyncio.to_thread(loads[key])
+            except Exception as exc:  # the auto classifier: auto then sends everything to the frontier as unknown_task
+                err = f"{type(exc).__name__}: {exc}"
+            self.models[key] = "ready" if err is None else err  # /readyz shows each model as it is ready
             if err is not None:
                 log.error("model %s failed to load: %s", key, err)
-        self.ready = all(err is None for err in results.values())
+            return err is None
+
+        # xllamacpp holds the GIL while llama.cpp loads a GGUF (about 2 s, far longer on a busy
+        # machine): nothing else in the process runs meanwhile. So the other models (the
+        # classifier: under a second) load first, together, and in-process GGUF models after them.
+        gguf = [k for k in keys if policy.models[k].provider == "llamacpp"]
+        first = await asyncio.gather(*(warm(k) for k in loads if k not in gguf))
+        then = [await warm(k) for k in gguf]
+        self.ready = all(first) and all(then)
         self.metrics.ready.set(1 if self.ready else 0)
 
     # ------------------------------------------------------------------ the two APIs
