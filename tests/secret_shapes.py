@@ -140,25 +140,32 @@ def _unescape(text: str) -> str:
                             {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(2), m.group(2)), text)
 
 
-def views(stored: bytes | str) -> list[str]:
-    """Every reading of stored bytes under which a secret could be recognised: as UTF-8 and as
-    bytes, JSON escapes decoded (once and twice), NFKC, invisible characters dropped, CRLF."""
-    raw = [stored] if isinstance(stored, str) else [stored.decode("utf-8", "ignore"), stored.decode("latin-1")]
-    out = []
+_PRINTABLE = re.compile(rb"[\t\n\r\x20-\x7e\x80-\xff]{4,}")
+
+
+def views(stored: bytes | str) -> set[str]:
+    """Every reading of stored bytes under which a secret could be recognised: the printable
+    runs of the bytes (a database page is mostly zeros), as UTF-8 and as bytes, JSON escapes
+    decoded (once and twice), NFKC, invisible characters dropped, CRLF as LF."""
+    if isinstance(stored, str):
+        raw = [stored]
+    else:
+        runs = b"\x00".join(_PRINTABLE.findall(stored))
+        raw = [runs.decode("utf-8", "ignore"), runs.decode("latin-1")]
+    out = set()
     for text in raw:
         for t in (text, _unescape(text), _unescape(_unescape(text))):
             t = _INVISIBLE.sub("", unicodedata.normalize("NFKC", t))
-            out.append(t)
-            out.append(t.replace("\r\n", "\n"))
+            out.add(t)
+            out.add(t.replace("\r\n", "\n"))
     return out
 
 
 def leaks(material: tuple[str, ...], stored: bytes | str) -> list[str]:
     """The pieces of at least MIN_LEAK characters of any secret readable in `stored`."""
-    found = []
+    pieces = {m[i : i + MIN_LEAK] for m in material for i in range(len(m) - MIN_LEAK + 1)}
     vs = views(stored)
-    for m in material:
-        for piece in {m[i : i + MIN_LEAK] for i in range(len(m) - MIN_LEAK + 1)} if len(m) >= MIN_LEAK else ():
-            if any(piece in v for v in vs):
-                found.append(piece)
-    return found
+    if sum(map(len, vs)) > 200_000:  # big stores: one pass over them, not one per piece
+        grams = {v[i : i + MIN_LEAK] for v in vs for i in range(len(v) - MIN_LEAK + 1)}
+        return sorted(pieces & grams)
+    return sorted(p for p in pieces if any(p in v for v in vs))

@@ -28,11 +28,11 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import yaml
 
-__all__ = ["SecretMatch", "find_secrets", "mask_secrets", "preview", "sha256_text"]
+__all__ = ["SecretMatch", "find_secrets", "mask_collect", "mask_secrets", "preview", "secret_values", "sha256_text"]
 
 RULES_PATH = Path(str(files("smallfirst") / "data" / "secret_rules.yaml"))
 
@@ -161,7 +161,18 @@ def _is_jwt(token: str) -> bool:
     return len(parts) in (2, 3) and parts[1].startswith("eyJ") and all(len(p) >= 8 for p in parts)
 
 
+def _is_base64_lines(block: str) -> bool:
+    """Key material: some line of 40 or more characters, and every long line random base64
+    (upper and lower case and digits), not hex and not words."""
+    lines = block.split()
+    long_lines = [ln for ln in lines if len(ln) >= 40]
+    return bool(long_lines) and all(
+        any(c.isupper() for c in ln) and any(c.islower() for c in ln) and any(c.isdigit() for c in ln)
+        for ln in long_lines)
+
+
 _CHECKS: dict[str, Callable[[str], bool]] = {
+    "base64_lines": _is_base64_lines,
     "jwt": _is_jwt,
     "openai": lambda t: len(t) >= 23 and any(c.isdigit() for c in t),
     "entropy": _looks_random,
@@ -507,19 +518,80 @@ def _block_scalar(norm: str, key_start: int, after: int) -> tuple[int, int] | No
 # ---------------------------------------------------------------------- masking
 
 
-def mask_secrets(text: str) -> str:
-    """`text` with every secret replaced by `[REDACTED:<kind>]` and invisible characters dropped."""
+def mask_secrets(text: str, *, also: Iterable[str] = ()) -> str:
+    """`text` with every secret replaced by `[REDACTED:<kind>]` and invisible characters dropped.
+
+    `also`: secrets found elsewhere, e.g. in the input a model's answer or an error message was
+    made from. Any FRAGMENT_CHARS consecutive characters of them in `text` are masked too, so a
+    quote of part of a secret (a line cut by log compression, a truncated token) leaks nothing.
+    """
+    return _apply(text, find_secrets(text), also)
+
+
+def secret_values(text: str) -> tuple[str, ...]:
+    """The secrets in `text`, as they are written there: for `also`. Keep them in memory only."""
+    return tuple(text[a:b] for a, b in (s.span for s in find_secrets(text)))
+
+
+def mask_collect(text: str) -> tuple[str, tuple[str, ...]]:
+    """`text` masked, and the secret values it held: pass them as `also` when masking what was
+    derived from `text`. Keep them in memory only."""
     secrets = find_secrets(text)
-    if not secrets:
+    return _apply(text, secrets, ()), tuple(text[a:b] for a, b in (s.span for s in secrets))
+
+
+FRAGMENT_CHARS = 8
+
+
+def _apply(text: str, secrets: list[SecretMatch], also: Iterable[str]) -> str:
+    spans = [(s.span[0], s.span[1], s.kind) for s in secrets]
+    also = tuple(also)
+    if also:
+        spans = _merge_spans(spans + _fragments(text, also))
+    if not spans:
         return _INVISIBLE.sub("", text) if not text.isascii() else text
     out, pos = [], 0
-    for s in secrets:
-        a, b = s.span
+    for a, b, kind in spans:
         out.append(_INVISIBLE.sub("", text[pos:a]))
-        out.append(f"[REDACTED:{s.kind}]")
+        out.append(f"[REDACTED:{kind}]")
         pos = b
     out.append(_INVISIBLE.sub("", text[pos:]))
     return "".join(out)
+
+
+def _fragments(text: str, values: Iterable[str]) -> list[tuple[int, int, str]]:
+    """Spans of `text` (original offsets) holding FRAGMENT_CHARS or more consecutive characters
+    of one of `values`, compared in normalised form."""
+    n = FRAGMENT_CHARS
+    grams: set[str] = set()
+    for v in values:
+        nv = _normalise(v)[0]
+        grams.update(nv[i : i + n] for i in range(len(nv) - n + 1))
+    if not grams:
+        return []
+    norm, starts, ends = _normalise(text)
+    hits = [i for i in range(len(norm) - n + 1) if norm[i : i + n] in grams]
+    out: list[tuple[int, int, str]] = []
+    for i in hits:
+        a, b = i, i + n
+        if starts is not None and ends is not None:
+            a, b = starts[a], ends[b - 1]
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b), "fragment")
+        else:
+            out.append((a, b, "fragment"))
+    return out
+
+
+def _merge_spans(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for a, b, kind in sorted(spans):
+        if out and a < out[-1][1]:
+            # a shape's own name says more than "fragment"
+            out[-1] = (out[-1][0], max(out[-1][1], b), kind if out[-1][2] == "fragment" else out[-1][2])
+        else:
+            out.append((a, b, kind))
+    return out
 
 
 def preview(text: str, limit: int = 240) -> str:
