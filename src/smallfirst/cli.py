@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("policy", help="validate a policy file")
     psub = sp.add_subparsers(metavar="ACTION")
-    cp = psub.add_parser("check", help="validate; prints file:line: field: problem on error")
+    cp = psub.add_parser("check", help="validate; prints every problem as file:line: field: problem, exits 2")
     cp.add_argument("file", nargs="?")
     cp.set_defaults(func=cmd_policy_check)
 
@@ -325,7 +325,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    policy = load_policy(args.file)
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        for err in exc.errors:  # every problem, in file order: file:line: field: problem
+            print(err.location, file=sys.stderr)
+        n = len(exc.errors)
+        print(f"smallfirst: {n} error{'s' if n != 1 else ''} in {exc.file}", file=sys.stderr)
+        return 2
     print(f"{policy.source}: ok ({policy.version_tag}, {len(policy.tasks)} tasks, {len(policy.models)} models)")
     return 0
 
