@@ -316,11 +316,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from smallfirst.server.access import Access, is_loopback
     from smallfirst.server.app import run
     from smallfirst.server.dashboard_routes import create_dashboard_app
 
-    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}", flush=True)
-    run(create_dashboard_app(args.audit), args.host, args.port)
+    access = Access.from_env(exposed=not is_loopback(args.host))
+    if not access.dashboard_served:
+        print(f"smallfirst: refusing to serve the dashboard on {args.host}: beyond loopback it needs "
+              "SMALLFIRST_READ_TOKEN or SMALLFIRST_ADMIN_TOKEN (or serve it on 127.0.0.1)", file=sys.stderr)
+        return 2
+    note = "" if Path(args.audit).exists() else " (does not exist yet: an empty dashboard until the first decision)"
+    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}{note}; "
+          f"{access.describe()}", flush=True)
+    run(create_dashboard_app(args.audit, exposed=access.exposed), args.host, args.port)
     return 0
 
 
