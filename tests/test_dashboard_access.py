@@ -204,7 +204,11 @@ def test_beyond_loopback_without_any_token_the_dashboard_is_not_served(anthropic
 def test_on_loopback_reads_stay_open_unless_a_read_token_is_set(anthropic_frontier, tmp_path):  # noqa: F811
     with ServerThread(server_policy(anthropic_frontier), audit=AuditLog.sqlite(tmp_path / "a.db"),
                       backends=stub_backends(), admin_token=ADMIN) as srv:
-        assert Client(srv).request("GET", "/dashboard/api/summary")[0] == 200
+        c = Client(srv)
+        assert c.request("GET", "/dashboard/api/summary")[0] == 200
+        assert c.request("GET", "/dashboard/api/summary", headers={"Host": f"localhost:{srv.port}"})[0] == 200
+        # a page on another name that resolves here (DNS rebinding) reads nothing
+        assert c.request("GET", "/dashboard/api/summary", headers={"Host": "attacker.example"})[0] == 401
     with ServerThread(server_policy(anthropic_frontier), audit=AuditLog.sqlite(tmp_path / "b.db"),
                       backends=stub_backends(), admin_token=ADMIN, read_token=READER) as srv:
         assert Client(srv).request("GET", "/dashboard/api/summary")[0] == 401

@@ -1,7 +1,8 @@
 """Who may read the dashboard and who may change the service.
 
 Reads (GET /dashboard and its JSON APIs) are open on loopback, as an operator's own machine
-expects, unless SMALLFIRST_READ_TOKEN is set. Once the service listens beyond loopback they need
+expects, unless SMALLFIRST_READ_TOKEN is set (and only to requests addressed to a loopback name,
+which keeps DNS-rebinding pages out). Once the service listens beyond loopback they need
 a token: the admin token or the read token, as `Authorization: Bearer ...` or through a login
 that sets an HttpOnly, SameSite=Strict session cookie. With no token configured there, the
 dashboard is not served at all.
@@ -117,7 +118,11 @@ class Access:
         return session[0] if session is not None else None
 
     def may_read(self, request: web.Request) -> bool:
-        return not self.reads_need_token or self.role(request) is not None
+        if self.role(request) is not None:
+            return True
+        # Open reads are for this machine's own browser: a page elsewhere whose name was made to
+        # resolve to 127.0.0.1 (DNS rebinding) arrives with its own Host and reads nothing.
+        return not self.reads_need_token and _loopback_host(request.host)
 
     def check_change(self, request: web.Request) -> Refusal | None:
         """None when `request` may change state: same origin, admin token, CSRF for a cookie."""
@@ -197,6 +202,11 @@ class Access:
         key = self._key(role)
         assert key is not None
         return _mac(key, "csrf", role, nonce)
+
+
+def _loopback_host(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    return is_loopback(name.strip("[]"))
 
 
 def _mac(key: str, *parts: str) -> str:
