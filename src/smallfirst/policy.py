@@ -221,8 +221,10 @@ class Policy(_Strict):
     def _key_hashes(cls, v: dict[str, str]) -> dict[str, str]:
         for digest, group in v.items():
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                # The value is not quoted back: it may be the raw key this check exists to refuse,
+                # and the message goes to logs, the admin API's answer and admin_events.
                 raise ValueError(
-                    f"{digest[:16]!r}... is not a sha256 hex digest (64 lowercase hex characters); "
+                    f"a key of {len(digest)} characters is not a sha256 hex digest (64 lowercase hex characters); "
                     "store the hash of a key, not the key: printf %s \"$KEY\" | sha256sum"
                 )
             if not group.strip():
