@@ -710,6 +710,7 @@ def test_smallfirst_serve_starts_loads_models_in_the_background_and_stops_cleanl
     try:
         banner = proc.stdout.readline()  # type: ignore[union-attr]
         assert f"http://127.0.0.1:{port}/v1" in banner and "admin API off" in banner
+        assert "dashboard open on loopback" in banner
         status = 0
         for _ in range(600):  # bounded: the model loads in about a second here
             try:

@@ -1,13 +1,14 @@
 """The audit trail: one record per decision, written off the hot path, never raw secrets.
 
 The router hands a record to `AuditLog.submit()`, which only enqueues it. A writer thread masks
-the preview, batches records and writes them with one transaction per batch: to a SQLite file in
-WAL mode (the embedded default) or to PostgreSQL shared by several replicas
-(`AuditLog.open("postgresql://...")`). If the store cannot be written (disk full, file locked,
-server restarted or unreachable), records are kept and retried; after a few seconds they are
-appended to a local spill file and replayed when the store comes back. Inserts are idempotent by
-decision id, so a retried batch or a replayed spill never duplicates a decision, and an
-unreachable store never silently drops one.
+every free-text field (`stored_row`: the preview, made from the raw input here, the hard-stop
+excerpt, the checks' details, the error, the caller's task id), batches records and writes them
+with one transaction per batch: to a SQLite file in WAL mode (the embedded default) or to
+PostgreSQL shared by several replicas (`AuditLog.open("postgresql://...")`). If the store cannot
+be written (disk full, file locked, server restarted or unreachable), records are kept and
+retried; after a few seconds they are appended to a local spill file and replayed when the store
+comes back. Inserts are idempotent by decision id, so a retried batch or a replayed spill never
+duplicates a decision, and an unreachable store never silently drops one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -38,9 +40,9 @@ def _yield_gil() -> None:
     showed up as a 5-10 ms p99 on an otherwise 0.3 ms decision (bench/overhead.py)."""
     time.sleep(0)
 # How much of the input the writer thread reads to build the preview. Masking runs on this
-# window, not on the full input, so a 1 MB input costs no more than a 1 kB one (0.04 ms vs
-# 0.14 ms for 4 kB, measured); a secret that starts inside the preview and runs past the window
-# is still masked (the detectors match unterminated blocks to the end of the window).
+# window, not on the full input, so a 1 MB input costs no more than a 1 kB one. The window never
+# ends inside a token (preview_window), and a block that runs past it (a PEM key, a quoted value)
+# is masked to the window's end.
 PREVIEW_WINDOW = 1024
 
 
@@ -137,6 +139,54 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _JSON_COLUMNS = {"hard_stop", "checks", "latency_ms", "tokens"}
 _NAMES = [c for c, _ in COLUMNS]
+
+
+def stored_row(rec: AuditRecord) -> dict[str, Any]:
+    """The record as it may be stored: every free-text field masked, the preview made from the
+    raw input. Secrets of the input also mask their fragments in an error message, which may
+    quote the input as a model saw it (compressed, lines cut)."""
+    from smallfirst.redact import mask_secrets, preview, secret_values
+
+    row = rec.to_row()
+    source, rec.preview_source = rec.preview_source, None
+    if source is not None:
+        row["preview"] = preview(preview_window(source), PREVIEW_CHARS)
+    elif row["preview"]:
+        row["preview"] = preview(row["preview"], PREVIEW_CHARS)
+    # Fields cut from the input (the hard-stop excerpt) or quoting what the model saw of it are
+    # masked against the input's secrets too: a window that starts mid-assignment shows a value
+    # without its key, and a compressed line may end mid-token.
+    quoting = rec.error or rec.hard_stop or any(not c.get("ok") and c.get("name") in _QUOTING_CHECKS for c in rec.checks)
+    also = secret_values(source) if source and quoting else ()
+    for name in ("error", "task_id", "label", "candidate_label"):  # labels are model output
+        if row[name]:
+            row[name] = mask_secrets(row[name], also=also)
+    if row["checks"]:
+        row["checks"] = [{**c, "detail": mask_secrets(c["detail"], also=also)} if c.get("detail") else c
+                         for c in row["checks"]]
+    if row["hard_stop"] and row["hard_stop"].get("excerpt"):
+        row["hard_stop"] = {**row["hard_stop"], "excerpt": mask_secrets(row["hard_stop"]["excerpt"], also=also)}
+    return row
+
+
+# Checks whose detail may quote the local model's output (a label, a JSON value, a cited name),
+# and so the input the model saw: their record is masked against the input's secrets too.
+_QUOTING_CHECKS = frozenset(("local_call", "labels", "schema", "grounding"))
+_DELIMITERS = " \t\r\n,;\"'<>(){}[]"
+_BLANK = re.compile(r"\s")
+
+
+def preview_window(text: str) -> str:
+    """The start of `text` that the preview is made from: PREVIEW_WINDOW characters, moved to a
+    blank or delimiter so the window never ends inside a token (a cut secret no longer looks
+    like one): forward to the next blank if one is near, else back to the last delimiter."""
+    if len(text) <= PREVIEW_WINDOW:
+        return text
+    blank = _BLANK.search(text, PREVIEW_WINDOW, 2 * PREVIEW_WINDOW)
+    if blank is not None:
+        return text[: blank.start()]
+    cut = max(text.rfind(c, 0, PREVIEW_WINDOW) for c in _DELIMITERS)
+    return text[: cut + 1] if cut >= 0 else text[:PREVIEW_WINDOW]
 
 
 class AuditSink(Protocol):
@@ -443,8 +493,6 @@ class AuditLog:
     # ------------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
-        from smallfirst.redact import preview as make_preview
-
         backoff = 0.05
         self._replay_spill()
         while True:
@@ -461,10 +509,7 @@ class AuditLog:
             if batch:
                 self._gather(batch)
             for i, rec in enumerate(batch, 1):
-                if rec.preview_source is not None:
-                    rec.preview = make_preview(rec.preview_source[:PREVIEW_WINDOW], PREVIEW_CHARS)
-                    rec.preview_source = None
-                self._pending.append(rec.to_row())
+                self._pending.append(stored_row(rec))
                 if i % _CHUNK == 0:
                     _yield_gil()
             now = time.monotonic()

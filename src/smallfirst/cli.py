@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("policy", help="validate a policy file")
     psub = sp.add_subparsers(metavar="ACTION")
-    cp = psub.add_parser("check", help="validate; prints file:line: field: problem on error")
+    cp = psub.add_parser("check", help="validate; prints every problem as file:line: field: problem, exits 2")
     cp.add_argument("file", nargs="?")
     cp.set_defaults(func=cmd_policy_check)
 
@@ -351,16 +351,31 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from smallfirst.server.access import Access, is_loopback
     from smallfirst.server.app import run
     from smallfirst.server.dashboard_routes import create_dashboard_app
 
-    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}", flush=True)
-    run(create_dashboard_app(args.audit), args.host, args.port)
+    access = Access.from_env(exposed=not is_loopback(args.host))
+    if not access.dashboard_served:
+        print(f"smallfirst: refusing to serve the dashboard on {args.host}: beyond loopback it needs "
+              "SMALLFIRST_READ_TOKEN or SMALLFIRST_ADMIN_TOKEN (or serve it on 127.0.0.1)", file=sys.stderr)
+        return 2
+    note = "" if Path(args.audit).exists() else " (does not exist yet: an empty dashboard until the first decision)"
+    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}{note}; "
+          f"{access.describe()}", flush=True)
+    run(create_dashboard_app(args.audit, exposed=access.exposed), args.host, args.port)
     return 0
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    policy = load_policy(args.file)
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        for err in exc.errors:  # every problem, in file order: file:line: field: problem
+            print(err.location, file=sys.stderr)
+        n = len(exc.errors)
+        print(f"smallfirst: {n} error{'s' if n != 1 else ''} in {exc.file}", file=sys.stderr)
+        return 2
     print(f"{policy.source}: ok ({policy.version_tag}, {len(policy.tasks)} tasks, {len(policy.models)} models)")
     return 0
 

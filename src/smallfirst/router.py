@@ -532,8 +532,7 @@ class Router:
             shadow_agree=shadow_agree,
         )
         if record and self.audit is not None:
-            from smallfirst.redact import mask_secrets
-
+            # Raw text on purpose: the audit writer masks every free-text field off this path.
             fspec = self.policy.frontier_spec(spec)
             self.audit.submit(
                 AuditRecord(
@@ -554,7 +553,7 @@ class Router:
                     frontier_model=(frontier.model if frontier else (fspec[1].display_name if fspec and route == "frontier" else None)),
                     confidence_raw=local.confidence_raw if local else None,
                     confidence_calibrated=local.confidence if local else None,
-                    checks=[{"name": c.name, "ok": c.ok, "detail": mask_secrets(c.detail) if c.detail else ""} for c in d.checks],
+                    checks=[{"name": c.name, "ok": c.ok, "detail": c.detail or ""} for c in d.checks],
                     latency_ms={"total": round(total_ms, 3), "local": round(d.local_ms, 3), "frontier": round(frontier_ms, 3)},
                     tokens={
                         "local_in": local.tokens_in if local else 0,
@@ -572,7 +571,7 @@ class Router:
                     user_group=d.task.user_group,
                     policy_version=self.policy.version_tag,
                     outcome=outcome,
-                    error=mask_secrets(d.error) if d.error else None,
+                    error=d.error,
                     shadow_agree=shadow_agree,
                     **_candidate_columns(d.candidate),
                 )

@@ -6,9 +6,11 @@
     POST /admin/policy/reload   {"keep_overrides": true}      (body optional)
     GET  /admin/state
 
-A bearer token from SMALLFIRST_ADMIN_TOKEN guards it. Without that variable the admin API is off
-and every /admin path answers 404, as if it did not exist, so a scan cannot tell a guarded admin
-API from none; a missing or wrong token answers 401. A change applies to the next request.
+The admin token (SMALLFIRST_ADMIN_TOKEN) guards it, as a bearer token or the dashboard's admin
+session with its CSRF token (access.py); a change from another origin is refused. Without the
+token the admin API is off and every /admin path answers 404, as if it did not exist, so a scan
+cannot tell a guarded admin API from none; a missing or wrong token answers 401, a cross-origin
+or CSRF failure 403. A change applies to the next request.
 
 Changes made here are overrides kept on top of the policy file, and they survive a reload: a
 kill switch thrown during an incident must not be undone by someone reloading an edited file.
@@ -22,25 +24,21 @@ the token), why (the body's reason) and which replica took it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import re
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smallfirst.flags import Overrides, insert_admin_event
 from smallfirst.policy import PolicyError, load_policy
+from smallfirst.server.access import Access, OperatedService
 from smallfirst.store import connect, dialect_of
-
-if TYPE_CHECKING:
-    from smallfirst.server.app import Service
 
 log = logging.getLogger("smallfirst.admin")
 
@@ -103,28 +101,37 @@ def read_admin_events(target: str | Path, limit: int = 50) -> list[dict[str, Any
 # ---------------------------------------------------------------------- handlers
 
 
-def add_routes(app: web.Application, service: "Service") -> None:
-    handler = _Admin(service)
+def add_routes(app: web.Application, service: OperatedService, access: Access) -> None:
+    handler = _Admin(service, access)
     app.router.add_route("*", "/admin/{tail:.*}", handler.dispatch)
 
 
+def refusal_response(refusal: Any) -> web.Response:
+    """The answer to a refused admin call (shared with the dashboard's review endpoint)."""
+    if refusal.status == 404:
+        return _json({"error": "not found (the admin API is off: set SMALLFIRST_ADMIN_TOKEN to turn it on)"}, 404)
+    if refusal.status == 401:
+        return _json({"error": "a valid bearer token is required (Authorization: Bearer $SMALLFIRST_ADMIN_TOKEN)"},
+                     401, {"www-authenticate": 'Bearer realm="smallfirst-admin"'})
+    return _json({"error": refusal.reason}, refusal.status)
+
+
 class _Admin:
-    def __init__(self, service: "Service"):
+    def __init__(self, service: OperatedService, access: Access):
         self.service = service
+        self.access = access
 
     async def dispatch(self, request: web.Request) -> web.Response:
         s = self.service
         action = _ACTIONS.get(request.path, "unknown")
         event: dict[str, Any] = {"ts": time.time(), "action": action, "allowed": False, "remote": request.remote,
                                  "policy_before": s.router.policy.version_tag, "detail": {"method": request.method},
-                                 "actor": _actor(request, s.admin_token), "replica": s.replica}
-        if s.admin_token is None:
-            resp = _json({"error": "not found (the admin API is off: set SMALLFIRST_ADMIN_TOKEN to turn it on)"}, 404)
-            event["detail"]["refused"] = "admin API off"
-        elif not _authorised(request, s.admin_token):
-            resp = _json({"error": "a valid bearer token is required (Authorization: Bearer $SMALLFIRST_ADMIN_TOKEN)"},
-                         401, {"www-authenticate": 'Bearer realm="smallfirst-admin"'})
-            event["detail"]["refused"] = "missing or wrong bearer token"
+                                 "actor": _actor(request, self.access), "replica": s.replica}
+        read = request.method in ("GET", "HEAD")
+        refusal = self.access.check_admin_read(request) if read else self.access.check_change(request)
+        if refusal is not None:
+            resp = refusal_response(refusal)
+            event["detail"]["refused"] = refusal.reason
         else:
             event["allowed"] = True
             resp = await self._authorised_call(request, action, event)
@@ -254,23 +261,13 @@ class _Admin:
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,64}$")
 
 
-def _actor(request: web.Request, token: str | None) -> str | None:
+def _actor(request: web.Request, access: Access) -> str | None:
     """Who made the call: the X-Smallfirst-Actor header when it is a plain name, else a short
-    fingerprint of the token presented (never the token)."""
+    fingerprint of the token (or the session's token) presented, never the token."""
     name = request.headers.get("x-smallfirst-actor", "").strip()
     if _ACTOR_RE.match(name):
         return name
-    given = request.headers.get("authorization", "")
-    if token and given.startswith("Bearer ") and _authorised(request, token):
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:8]
-    return None
-
-
-def _authorised(request: web.Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    if not given.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(given[7:].strip().encode(), token.encode())
+    return access.fingerprint(request)
 
 
 def _json(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

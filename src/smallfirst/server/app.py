@@ -4,6 +4,7 @@
     GET  /v1/models             the task types            GET  /openapi.json  this API
     GET  /healthz  /readyz      up / local models loaded  GET  /metrics       Prometheus
     /admin/*                    kill switch, rollout, policy reload (admin.py)
+    /dashboard*                 the operator dashboard (dashboard_routes.py; who may see it: access.py)
 
 One request: read and validate the body (400/413 in the caller's error format), find the task
 (model "smallfirst/<task>", header X-Smallfirst-Task, or "smallfirst/auto"), the user group
@@ -38,6 +39,7 @@ from smallfirst.metrics import CONTENT_TYPE_LATEST, MeteredAudit, Metrics
 from smallfirst.policy import Policy, PolicyError, load_policy
 from smallfirst.router import InputRejected, RouteResult, Router
 from smallfirst.server import admin, anthropic_wire, openai_wire, openapi
+from smallfirst.server.access import Access, is_loopback
 from smallfirst.server.auto import TaskClassifier
 from smallfirst.server.dashboard_routes import register_dashboard
 from smallfirst.server.frontier import Exchange
@@ -57,6 +59,7 @@ SWITCH_INTERVAL_S = 0.001
 
 SERVICE: web.AppKey["Service"] = web.AppKey("smallfirst_service")
 _UNSEEN = object()
+ACCESS: web.AppKey[Access] = web.AppKey("smallfirst_access")
 
 
 class RequestError(ValueError):
@@ -418,13 +421,16 @@ def _check_schema(req: ChatRequest) -> None:
 # ---------------------------------------------------------------------- the application
 
 
-def create_app(policy: Policy, **kwargs: Any) -> web.Application:
-    """The aiohttp application; keyword arguments are Service's (audit, backends, classifier,
+def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None = None, **kwargs: Any) -> web.Application:
+    """The aiohttp application. `exposed`: it listens beyond loopback, so the dashboard needs a
+    token (access.py). Other keyword arguments are Service's (audit, backends, classifier,
     admin_token, policy_path, audit_path, max_body_bytes, warm, telemetry)."""
     kwargs.setdefault("admin_token", os.environ.get("SMALLFIRST_ADMIN_TOKEN"))
     service = Service(policy, **kwargs)
+    access = Access(service.admin_token, read_token or os.environ.get("SMALLFIRST_READ_TOKEN") or None, exposed)
     app = web.Application(client_max_size=service.max_body_bytes)
     app[SERVICE] = service
+    app[ACCESS] = access
     app.router.add_post("/v1/chat/completions", service.chat_completions)
     app.router.add_post("/v1/messages", service.messages)
     app.router.add_get("/v1/models", service.models_list)
@@ -432,8 +438,8 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_page)
     app.router.add_get("/openapi.json", service.openapi_document)
-    admin.add_routes(app, service)
-    register_dashboard(app, service)
+    admin.add_routes(app, service, access)
+    register_dashboard(app, service, access)
 
     async def on_startup(app: web.Application) -> None:
         await service.flags.start()
@@ -470,12 +476,13 @@ def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.
         if (problem := check_store(audit_path)) is not None:
             log.error("%s: decisions spill to the spill file and admin changes wait until it answers", problem)
     audit = AuditLog.open(audit_path, spill_path=spill_path) if audit_path else None
-    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm)
+    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm,
+                     exposed=not is_loopback(host))
     service = app[SERVICE]
     admin_state = "on" if service.admin_token else "off (set SMALLFIRST_ADMIN_TOKEN)"
     store = f"{describe(audit_path)} (spill {audit.spill_path})" if audit is not None else "off"
     print(f"smallfirst serve: http://{host}:{port}/v1  policy {policy.source} ({policy.version_tag}); "
-          f"audit {store}; admin API {admin_state}; replica {service.replica}; "
+          f"audit {store}; admin API {admin_state}; {app[ACCESS].describe()}; replica {service.replica}; "
           "models load in the background (GET /readyz)", flush=True)
     run(app, host, port)
 
