@@ -49,7 +49,7 @@ from machine import describe  # noqa: E402
 from smallfirst.audit import AuditLog  # noqa: E402
 from smallfirst.evals import EvalDataError, read_cases  # noqa: E402
 from smallfirst.heads import examples_path  # noqa: E402
-from smallfirst.learn_store import LearnLog, SQLiteLearnStore  # noqa: E402
+from smallfirst.learn_store import LearnLog, LearnStore  # noqa: E402
 from smallfirst.policy import DEFAULT_POLICY_PATH, load_policy  # noqa: E402
 from smallfirst.train import load_label_map  # noqa: E402
 
@@ -191,7 +191,7 @@ def main() -> int:
     policy_path.write_text(policy_text(labels, f"heads/{head_name}", frontier.base_url, args.every, args.promote,
                                        args.min_confidence, args.max_false_accept), encoding="utf-8")
     audit = AuditLog.sqlite(folder / "audit.db")
-    learn = LearnLog.sqlite(folder / "audit.learn.db")
+    learn = LearnLog.open(folder / "audit.learn.db")
     srv = Service(policy_path, audit, learn)
     while srv.get("/readyz")[0] != 200:
         time.sleep(0.2)
@@ -215,7 +215,7 @@ def main() -> int:
                 srv.service.learning.wait(3600)
                 _wait_reload(srv, policy_path)
             if i % args.window == 0 or i == len(cases):
-                runs = SQLiteLearnStore(folder / "audit.learn.db").runs("classify_issue", 1000)[::-1]
+                runs = LearnStore(folder / "audit.learn.db").runs("classify_issue", 1000)[::-1]
                 new, seen_runs = runs[seen_runs:], len(runs)
                 _print_window(rows[-(((i - 1) % args.window) + 1):], i, new)
     finally:

@@ -6,7 +6,10 @@ submit (the SQLite write itself happens on the writer thread, which runs during 
 and competes for the GIL, as it does in production). Inputs are real CI log text from BUMP,
 cut to 1k and 12k characters.
 
-    python bench/overhead.py [--n 3000] [--data ../shared/data/bump/bump_failures.jsonl]
+    python bench/overhead.py [--n 3000] [--data ../shared/data/bump/bump_failures.jsonl] [--hardstops-baseline REV]
+
+--hardstops-baseline adds a row timing hardstops.py as it was at git revision REV, on the same
+inputs in the same run, so a change to the hard stops is measured as a ratio.
 
 Target (issue 2): p99 <= 1 ms.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from machine import describe, percentile, time_calls  # noqa: E402
+from machine import describe, module_at, percentile, time_calls  # noqa: E402
 
 from smallfirst.audit import AuditLog  # noqa: E402
 from smallfirst.gate import check_gate  # noqa: E402
@@ -57,11 +60,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--data", default=str(Path(__file__).parents[1] / ".." / "shared" / "data" / "bump" / "bump_failures.jsonl"))
+    ap.add_argument("--hardstops-baseline", metavar="REV", help="also time hardstops.py as of this git revision")
     args = ap.parse_args()
     print(describe())
     policy = load_policy(None)
     spec = policy.tasks["classify_issue"]
     hs = HardStops.from_policy(policy)
+    baseline = None
+    if args.hardstops_baseline:
+        baseline = module_at(args.hardstops_baseline, "src/smallfirst/hardstops.py").HardStops(policy.hard_stops)
     answer = LocalOutput(answer="build", model="instant", label="build", confidence=0.95)
 
     # The same task with compression off: the routing overhead proper (compress_log prepares
@@ -80,6 +87,7 @@ def main() -> None:
             inputs = load_inputs(Path(args.data), size)
             stages = {
                 "hard stops": lambda t: hs.first(t),
+                **({f"hard stops @{args.hardstops_baseline}": lambda t: baseline.first(t)} if baseline else {}),
                 "compress_log": lambda t: compress_log(t, LOCAL_INPUT_BUDGET),
                 "gate": lambda t: check_gate(spec, answer, t),
                 "route(), no compression": lambda t: loop.run_until_complete(

@@ -10,36 +10,54 @@ answering a fixed chat.completion):
                    local     smallfirst/classify_issue answered by an instant local backend:
                              policy, input guard, hard stops, gate, audit, metrics; no upstream call
                    frontier  smallfirst/propose_code_change (policy: frontier): the same, and the
-                             request forwarded to the upstream, like the passthrough
-    litellm      LiteLLM's proxy on the same upstream, when `litellm` is installed
+                             agent's request forwarded to the upstream, like the passthrough
+    litellm      LiteLLM's proxy on the same upstream, when it is installed (below)
 
 The load generator is wrk (`apt-get install wrk`) when present, else a bounded asyncio client
 (which on a small machine may itself be the bottleneck; the output says which ran). Each row is
-measured at concurrency 1 and 32 for --duration seconds after a short warm-up; CPU ms/request is
-the server process's own user+system time over the requests it answered.
+measured at concurrency 1 and 32 for --duration seconds after a short warm-up, --rounds times
+taking turns with the other rows, and the medians are reported: on a shared machine a neighbour's
+burst then hits every row alike. CPU ms/request is the server process's own user+system time (all
+its threads: the audit writer's too) over the requests it answered.
 
-    pip install starlette uvicorn          # for the bare passthrough only; not a smallfirst dependency
-    python bench/proxy.py [--duration 5]
+    pip install starlette 'uvicorn[standard]'   # the bare passthrough (httptools + uvloop); not smallfirst's
+    python bench/proxy.py [--duration 3] [--rounds 3] [--baseline-src DIR]
+
+--baseline-src adds the two smallfirst rows once more, served from another checkout's src/ (say
+`git archive main src | tar -x -C /tmp/main`): a change's before and after, in one run.
+
+LiteLLM goes in a virtual environment of its own, never the project's (its dependencies pin
+versions smallfirst does not want); the bench finds it there, or on PATH, or at --litellm:
+
+    python -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]==1.108.7'
+
+It is given what its proxy needs to start: a config naming the fake upstream as an OpenAI-compatible
+model, a master key (sent by the load generator, as a client would), no database, and its
+telemetry, callbacks and request logging off.
 
 The last line is machine-readable:
     ratio_c1=<smallfirst local/bare req/s at c=1> ratio_c32=<same at c=32> added_p50_ms=<smallfirst local, c=1>
-followed by the same three for the frontier row (frontier_ratio_c1=... and so on).
+    cpu_ratio=<smallfirst local/bare CPU per request at c=32>
+followed by the same four for the frontier row (frontier_ratio_c1=... and so on), and for LiteLLM
+(litellm_ratio_c1=...) when it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -81,6 +99,7 @@ def run_bare(port: int, upstream: str) -> None:
 
     state: dict[str, aiohttp.ClientSession] = {}
 
+    @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         state["session"] = aiohttp.ClientSession()
         yield
@@ -126,25 +145,54 @@ tasks:
     escalate_labels: [security, access, unknown]
   propose_code_change: {{description: Propose a code change., local: false}}
 """)
+    Path(workdir).mkdir(exist_ok=True)
     audit = AuditLog.sqlite(Path(workdir) / "bench-audit.db")
     app = create_app(policy, audit=audit, backends={"local_classifier": InstantBackend()}, warm=False, admin_token=None)
     run(app, "127.0.0.1", port)  # as `smallfirst serve` runs it
 
 
-def litellm_command(port: int, upstream: str, workdir: str) -> list[str] | None:
-    exe = shutil.which("litellm")
+LITELLM_KEY = "sk-bench-master-key"  # LiteLLM's master key: its proxy answers no request without one
+LITELLM_VENV = Path("/tmp/litellm-venv/bin/litellm")
+
+
+def litellm_command(port: int, upstream: str, workdir: str, exe: str | None) -> list[str] | None:
+    exe = exe or (str(LITELLM_VENV) if LITELLM_VENV.exists() else shutil.which("litellm"))
     if exe is None:
         return None
     config = Path(workdir) / "litellm.yaml"
     config.write_text(
         "model_list:\n  - model_name: bench\n    litellm_params:\n"
-        f"      model: openai/bench-frontier\n      api_base: {upstream}/v1\n      api_key: none\n",
+        f"      model: openai/bench-frontier\n      api_base: {upstream}/v1\n      api_key: none\n"
+        # Without a database its proxy keeps no spend logs; say so rather than have it try.
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n  disable_spend_logs: true\n"
+        "litellm_settings:\n  set_verbose: false\n  drop_params: true\n",
         encoding="utf-8",
     )
     return [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
 
 
+def litellm_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LITELLM_MASTER_KEY")}
+    env.update(LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION", NO_DOCS="True")
+    return env
+
+
 # ---------------------------------------------------------------------- measuring
+
+CONCURRENCY = (1, 32)
+
+
+@dataclass
+class Target:
+    """One server row: where to send what, and which process to charge the CPU to."""
+
+    name: str
+    url: str
+    body: dict
+    pid: int
+    headers: dict[str, str] = field(default_factory=dict)
+    runs: dict[int, list[tuple[float, float, float, float]]] = field(default_factory=dict)  # c -> (req/s, p50, p99, cpu)
+    errors: int = 0
 
 
 @dataclass
@@ -186,11 +234,14 @@ def cpu_seconds(pid: int) -> float:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(url: str, body: dict, concurrency: int, duration: float) -> tuple[int, float, float, float, int]:
+def run_wrk(url: str, body: dict, concurrency: int, duration: float,
+            headers: dict[str, str]) -> tuple[int, float, float, float, int]:
     """(requests, req/s, p50 ms, p99 ms, non-2xx) from one wrk run."""
+    lines = [f'wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
-                'wrk.headers["Content-Type"] = "application/json"\n')
+        f.write("\n".join(lines) + "\n")
         script = f.name
     try:
         out = subprocess.run(
@@ -208,11 +259,13 @@ def run_wrk(url: str, body: dict, concurrency: int, duration: float) -> tuple[in
     return requests, rps, lat["50"], lat["99"], non_ok
 
 
-def run_asyncio(url: str, body: dict, concurrency: int, duration: float) -> tuple[int, float, float, float, int]:
+def run_asyncio(url: str, body: dict, concurrency: int, duration: float,
+                headers: dict[str, str]) -> tuple[int, float, float, float, int]:
     """A bounded asyncio client: `concurrency` workers, each sending requests until `duration`."""
     import aiohttp
 
     data = json.dumps(body).encode()
+    hdrs = {"content-type": "application/json", **headers}
 
     async def go() -> tuple[list[float], int, float]:
         latencies: list[float] = []
@@ -224,7 +277,7 @@ def run_asyncio(url: str, body: dict, concurrency: int, duration: float) -> tupl
                 nonlocal errors
                 while time.perf_counter() < deadline:
                     t = time.perf_counter()
-                    async with session.post(url, data=data, headers={"content-type": "application/json"}) as r:
+                    async with session.post(url, data=data, headers=hdrs) as r:
                         await r.read()
                         errors += r.status >= 300
                     latencies.append((time.perf_counter() - t) * 1000)
@@ -237,20 +290,21 @@ def run_asyncio(url: str, body: dict, concurrency: int, duration: float) -> tupl
     return len(latencies), len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), errors
 
 
-def measure(name: str, url: str, body: dict, pid: int, load, duration: float) -> Row:  # type: ignore[no-untyped-def]
-    load(url, body, 1, min(1.0, duration))  # warm-up: connections, caches, lazy imports
-    rps, cpu = {}, {}
-    p50 = p99 = 0.0
-    errors = 0
-    for c in (1, 32):
-        before = cpu_seconds(pid)
-        n, r, q50, q99, bad = load(url, body, c, duration)
-        cpu[c] = (cpu_seconds(pid) - before) * 1000 / max(n, 1)
-        rps[c] = r
-        errors += bad
-        if c == 1:
-            p50, p99 = q50, q99
-    return Row(name, rps, p50, p99, cpu, errors)
+def measure_round(t: Target, load, duration: float) -> None:  # type: ignore[no-untyped-def]
+    for c in CONCURRENCY:
+        before = cpu_seconds(t.pid)
+        n, rps, p50, p99, bad = load(t.url, t.body, c, duration, t.headers)
+        cpu = (cpu_seconds(t.pid) - before) * 1000 / max(n, 1)
+        t.runs.setdefault(c, []).append((rps, p50, p99, cpu))
+        t.errors += bad
+
+
+def summarise(t: Target) -> Row:
+    def med(c: int, i: int) -> float:
+        return statistics.median(run[i] for run in t.runs[c])
+
+    return Row(t.name, {c: med(c, 0) for c in CONCURRENCY}, med(1, 1), med(1, 2), {c: med(c, 3) for c in CONCURRENCY},
+               t.errors)
 
 
 # ---------------------------------------------------------------------- main
@@ -258,8 +312,12 @@ def measure(name: str, url: str, body: dict, pid: int, load, duration: float) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="measurements per row and concurrency; medians reported")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto")
+    ap.add_argument("--litellm", help="the litellm executable (default: /tmp/litellm-venv/bin/litellm, else PATH)")
+    ap.add_argument("--baseline-src", metavar="DIR",
+                    help="also run the smallfirst rows from another checkout's src/ (before/after in one run)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", help=argparse.SUPPRESS)
@@ -275,7 +333,8 @@ def main() -> None:
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
     load = run_wrk if use_wrk else run_asyncio
     print(describe())
-    print(f"load generator: {'wrk' if use_wrk else 'asyncio client'}; {args.duration:g}s per measurement; 127.0.0.1")
+    print(f"load generator: {'wrk' if use_wrk else 'asyncio client'}; {args.duration:g}s per measurement, "
+          f"{args.rounds} rounds taking turns, medians; 127.0.0.1; load average {os.getloadavg()[0]:.1f} at start")
     # uvicorn picks httptools and uvloop when installed (uvicorn[standard]), else h11 and asyncio.
     from importlib.util import find_spec
 
@@ -284,14 +343,15 @@ def main() -> None:
     print(f"bare passthrough: uvicorn with {http_impl} + {loop_impl}; smallfirst: aiohttp server (llhttp) + asyncio")
 
     procs: list[subprocess.Popen[bytes]] = []
-    rows: list[Row] = []
+    targets: list[Target] = []
     with tempfile.TemporaryDirectory() as workdir:
-        def start(cmd: list[str]) -> tuple[int, subprocess.Popen[bytes]]:
-            port = free_port()
+        def start(cmd: list[str], port: int | None = None, env: dict[str, str] | None = None,
+                  timeout: float = 60.0) -> tuple[int, subprocess.Popen[bytes]]:
+            port = port or free_port()
             full = [*cmd, "--port", str(port)] if cmd[0] == sys.executable else cmd
-            proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             procs.append(proc)
-            wait_for_port(port, proc)
+            wait_for_port(port, proc, timeout)
             return port, proc
 
         me = [sys.executable, __file__]
@@ -299,29 +359,43 @@ def main() -> None:
             up_port, up = start([*me, "--role", "upstream"])
             upstream = f"http://127.0.0.1:{up_port}"
             plain = {"model": "bench", "messages": [{"role": "user", "content": LOG}]}
-            rows.append(measure("direct (upstream)", upstream + "/v1/chat/completions", plain, up.pid, load, args.duration))
+            targets.append(Target("direct (upstream)", upstream + "/v1/chat/completions", plain, up.pid))
             try:
                 bare_port, bare = start([*me, "--role", "bare", "--upstream", upstream])
-                rows.append(measure("bare passthrough", f"http://127.0.0.1:{bare_port}/v1/chat/completions", plain,
-                                    bare.pid, load, args.duration))
+                targets.append(Target("bare passthrough", f"http://127.0.0.1:{bare_port}/v1/chat/completions", plain,
+                                      bare.pid))
             except (RuntimeError, ImportError) as exc:
-                print(f"bare passthrough not run ({exc}); pip install starlette uvicorn")
+                print(f"bare passthrough not run ({exc}); pip install starlette 'uvicorn[standard]'")
             sf_port, sf = start([*me, "--role", "smallfirst", "--upstream", upstream, "--workdir", workdir])
             sf_url = f"http://127.0.0.1:{sf_port}/v1/chat/completions"
-            rows.append(measure("smallfirst local", sf_url, {**plain, "model": "smallfirst/classify_issue"}, sf.pid,
-                                load, args.duration))
-            rows.append(measure("smallfirst frontier", sf_url, {**plain, "model": "smallfirst/propose_code_change"},
-                                sf.pid, load, args.duration))
+            targets.append(Target("smallfirst local", sf_url, {**plain, "model": "smallfirst/classify_issue"}, sf.pid))
+            targets.append(Target("smallfirst frontier", sf_url, {**plain, "model": "smallfirst/propose_code_change"},
+                                  sf.pid))
+            if args.baseline_src:
+                env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+                b_port, b = start([*me, "--role", "smallfirst", "--upstream", upstream, "--workdir", workdir + "/baseline"],
+                                  env=env)
+                b_url = f"http://127.0.0.1:{b_port}/v1/chat/completions"
+                targets.append(Target("baseline local", b_url, {**plain, "model": "smallfirst/classify_issue"}, b.pid))
+                targets.append(Target("baseline frontier", b_url, {**plain, "model": "smallfirst/propose_code_change"},
+                                      b.pid))
             lite_port = free_port()
-            cmd = litellm_command(lite_port, upstream, workdir)
+            cmd = litellm_command(lite_port, upstream, workdir, args.litellm)
             if cmd is None:
-                print("litellm: not installed, row skipped")
+                print("litellm: not installed, row skipped (see the docstring for the command)")
             else:
-                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                procs.append(proc)
-                wait_for_port(lite_port, proc, timeout=120)
-                rows.append(measure("litellm proxy", f"http://127.0.0.1:{lite_port}/v1/chat/completions",
-                                    plain, proc.pid, load, args.duration))
+                _, proc = start(cmd, lite_port, env=litellm_env(), timeout=180)
+                version = subprocess.run([str(Path(cmd[0]).with_name("python")), "-c",
+                                          "import importlib.metadata as m; print(m.version('litellm'))"],
+                                         capture_output=True, text=True).stdout.strip() or "?"
+                print(f"litellm proxy: LiteLLM {version} ({cmd[0]})")
+                targets.append(Target("litellm proxy", f"http://127.0.0.1:{lite_port}/v1/chat/completions", plain,
+                                      proc.pid, {"Authorization": f"Bearer {LITELLM_KEY}"}))
+            for t in targets:  # warm-up: connections, caches, lazy imports
+                load(t.url, t.body, 1, 1.0, t.headers)
+            for _ in range(args.rounds):
+                for t in targets:
+                    measure_round(t, load, args.duration)
         finally:
             for p in procs:
                 p.terminate()
@@ -331,7 +405,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-    report(rows)
+    report([summarise(t) for t in targets])
 
 
 def report(rows: list[Row]) -> None:
@@ -349,15 +423,18 @@ def report(rows: list[Row]) -> None:
         return
     print()
     out = []
-    for label, key in (("", "smallfirst local"), ("frontier_", "smallfirst frontier")):
-        sf = by[key]
-        r1, r32 = sf.rps[1] / bare.rps[1], sf.rps[32] / bare.rps[32]
-        print(f"{key}: {r1:.2f}x bare req/s at c=1, {r32:.2f}x at c=32; +{sf.p50_ms - direct.p50_ms:.3f} ms p50 "
-              f"over direct (bare +{bare.p50_ms - direct.p50_ms:.3f} ms); CPU/request {sf.cpu_ms[32] / bare.cpu_ms[32]:.2f}x bare")
-        out.append(f"{label}ratio_c1={r1:.3f} {label}ratio_c32={r32:.3f} {label}added_p50_ms={sf.p50_ms - direct.p50_ms:.3f}")
-    if "litellm proxy" in by:
-        lite = by["litellm proxy"]
-        print(f"litellm proxy: {lite.rps[1] / bare.rps[1]:.2f}x bare req/s at c=1; +{lite.p50_ms - direct.p50_ms:.3f} ms p50")
+    keys = (("", "smallfirst local"), ("frontier_", "smallfirst frontier"), ("baseline_", "baseline local"),
+            ("baseline_frontier_", "baseline frontier"), ("litellm_", "litellm proxy"))
+    for label, key in keys:
+        if key not in by:
+            continue
+        r = by[key]
+        r1, r32, cpu = r.rps[1] / bare.rps[1], r.rps[32] / bare.rps[32], r.cpu_ms[32] / bare.cpu_ms[32]
+        print(f"{key}: {r1:.2f}x bare req/s at c=1, {r32:.2f}x at c=32; +{r.p50_ms - direct.p50_ms:.3f} ms p50 "
+              f"over direct (bare +{bare.p50_ms - direct.p50_ms:.3f} ms); CPU/request {r.cpu_ms[32]:.3f} ms at c=32, "
+              f"{cpu:.2f}x bare")
+        out.append(f"{label}ratio_c1={r1:.3f} {label}ratio_c32={r32:.3f} "
+                   f"{label}added_p50_ms={r.p50_ms - direct.p50_ms:.3f} {label}cpu_ratio={cpu:.3f}")
     print(" ".join(out))
 
 

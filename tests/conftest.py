@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
+
+# numpy's reference MiniLM as `smallfirst serve` runs it: one BLAS thread. Two thrash on a busy
+# 2-core machine (one test took 93 s instead of 24). Read when numpy first loads, so set here.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest
 
@@ -52,3 +57,40 @@ def write_policy(tmp_path: Path):
         return p
 
     return write
+
+
+# ---------------------------------------------------------------------- a real PostgreSQL (tests/pgserver.py)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server for the session, started by the tests themselves. Missing binaries
+    fail the tests with how to install them; only SMALLFIRST_SKIP_POSTGRES=1 skips them."""
+    import os
+
+    from pgserver import PgServer, PgUnavailable
+
+    if os.environ.get("SMALLFIRST_SKIP_POSTGRES") == "1":
+        pytest.skip("SMALLFIRST_SKIP_POSTGRES=1")
+    try:
+        server = PgServer.start_new()
+    except PgUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh database on the session's server, migrated, for one test."""
+    from smallfirst.schema import migrate
+    from smallfirst.store import close_pools, connect_postgres
+
+    if not pg_server.running():  # a test that stopped it and failed before starting it again
+        pg_server.start()
+    url = pg_server.create_database()
+    conn = connect_postgres(url)
+    migrate(conn)
+    conn.close()
+    yield url
+    close_pools()

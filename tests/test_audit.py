@@ -125,3 +125,34 @@ def test_unreachable_store_spills_records_to_a_file_and_replays_them(tmp_path):
     log2.close()
     assert len(read_recent(db, limit=100)) == 21
     assert not spill.exists()
+
+
+def test_every_free_text_field_is_masked_by_the_writer_not_only_the_preview(tmp_path):
+    token = SECRETS["github_token"]
+    key_id = "4f0e" * 10  # a private_key_id: no shape of its own, known only from the input
+    source = f'{{"private_key_id": "{key_id}", "token": "{token}"}}'
+    db = tmp_path / "audit.db"
+    log = AuditLog.sqlite(db)
+    log.submit(record(
+        1, preview_source=source, task_id=f"job-{token}", label=f"label {token}",
+        error=f"local model failed: could not parse {key_id[:20]}",  # a quote of a fragment
+        checks=[{"name": "labels", "ok": False, "detail": f"label {key_id[4:30]!r} is not one of [...]"}],
+        hard_stop={"category": "security", "rule": "security.secret", "excerpt": f'"{key_id}", "token"'}))
+    log.close()
+    stored = all_bytes(db)
+    for fragment in (token[4:20], key_id[:16], key_id[4:20], key_id[10:26]):
+        assert fragment.encode() not in stored
+    (row,) = read_recent(db)
+    assert row["task_id"] == "job-[REDACTED:github_token]" and "[REDACTED:" in row["error"]
+    assert row["checks"][0]["detail"].startswith("label '[REDACTED:")
+
+
+def test_the_preview_window_never_ends_inside_a_token(tmp_path):
+    from smallfirst.audit import PREVIEW_WINDOW, preview_window
+
+    token = SECRETS["github_token"]
+    text = "x " * ((PREVIEW_WINDOW - 10) // 2) + token + " after"
+    window = preview_window(text)
+    assert window.endswith(token) and len(window) > PREVIEW_WINDOW
+    blob = "{" + "a" * (3 * PREVIEW_WINDOW)  # no blank near: cut back to the last delimiter
+    assert preview_window(blob) == "{"

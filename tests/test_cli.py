@@ -129,6 +129,8 @@ def test_doctor_checks_pinned_hashes_and_prints_licences():
     out = p.stdout.decode()
     assert p.returncode == 0, out + p.stderr.decode()
     assert "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db (pinned: ok)" in out
+    assert "e70c4b4413ff1e44112c428991f5d890d009ba65f6ab3478edd33341fc2a6249 (pinned: ok)" in out  # the int8 graph
+    assert "onnxruntime" in out
     assert "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 (pinned: ok)" in out
     assert "Gemma Terms of Use" in out and "Apache-2.0" in out
     assert "frontier_default" in out

@@ -222,3 +222,36 @@ def test_standalone_dashboard_serves_an_audit_file_without_the_service(known, tm
     expected = dash.summary(known, "all", now=time.time())
     assert status == 200 and "<svg" in html and "Kill switch" in html
     assert api["total"]["decisions"] == expected.total.decisions
+
+
+def test_standalone_dashboard_on_an_audit_file_not_yet_written_shows_an_empty_page(tmp_path):
+    # An operator's first look, before the service recorded anything: an empty dashboard, not a 404.
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from smallfirst.server.dashboard_routes import create_dashboard_app
+
+    path = tmp_path / "not-yet.db"
+
+    async def go():
+        runner = web.AppRunner(create_dashboard_app(str(path)))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/dashboard") as r:
+                    page = (r.status, await r.text())
+                async with s.get(base + "/dashboard/api/summary?window=all") as r:
+                    api = (r.status, await r.json())
+        finally:
+            await runner.cleanup()
+        return page, api
+
+    (status, html), (api_status, api) = asyncio.run(go())
+    assert status == 200 and "no decisions in this window" in html
+    assert api_status == 200 and api["total"]["decisions"] == 0
+    assert not path.exists()  # reading never creates the store

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from smallfirst.audit import AuditLog
+from smallfirst.server.admin import read_admin_events
 from smallfirst.policy import DEFAULT_POLICY_PATH, parse_policy
 from smallfirst.server.dashboard_routes import fmt_ms, fmt_rate, fmt_usd
 from test_dashboard import metric_counts_by_route
@@ -68,7 +69,7 @@ def shot(driver, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_in_chromium_shows_the_api_numbers_toggles_the_kill_switch_and_stores_a_review(
+def test_dashboard_in_chromium_shows_the_api_numbers_logs_in_toggles_the_kill_switch_and_stores_a_review(
         anthropic_frontier, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -103,8 +104,22 @@ def test_dashboard_in_chromium_shows_the_api_numbers_toggles_the_kill_switch_and
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg[role=img]")) == 4
         shot(driver, "dashboard-all.png")
 
-        # The kill switch, with the token typed as an operator would.
-        driver.find_element(By.ID, "ks-token").send_keys(TOKEN)
+        # Reads are open on loopback; changes need a login with the admin token first.
+        assert driver.find_elements(By.ID, "ks-toggle") == []
+        assert all(not b.is_enabled() for b in driver.find_elements(By.CSS_SELECTOR, "button.review"))
+        driver.find_element(By.ID, "login-link").click()
+        driver.find_element(By.ID, "token").send_keys("not-the-token-000000")
+        driver.find_element(By.ID, "login-submit").click()
+        WebDriverWait(driver, 10).until(
+            EC.text_to_be_present_in_element((By.CSS_SELECTOR, "[role=alert]"), "not the admin or the read token"))
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        shot(driver, "dashboard-login.png")
+        driver.find_element(By.ID, "login-submit").click()
+        WebDriverWait(driver, 10).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".who"), "signed in (admin)"))
+        assert all(c["httpOnly"] and c["sameSite"] == "Strict" for c in driver.get_cookies())
+        driver.get(srv.base_url + "/dashboard?window=all")
+
+        # The kill switch: the page sends the session's CSRF token with the cookie.
         driver.find_element(By.ID, "ks-reason").send_keys("browser test")
         driver.find_element(By.ID, "ks-toggle").click()
         WebDriverWait(driver, 10).until(
@@ -114,7 +129,6 @@ def test_dashboard_in_chromium_shows_the_api_numbers_toggles_the_kill_switch_and
         shot(driver, "dashboard-kill-switch-on.png")
 
         # A review from the queue lands in the store and in the defect rate.
-        driver.find_element(By.ID, "review-token").send_keys(TOKEN)
         button = driver.find_element(By.CSS_SELECTOR, 'button.review[data-label="escalate"]')
         decision = button.get_attribute("data-decision")
         button.click()
@@ -129,6 +143,9 @@ def test_dashboard_in_chromium_shows_the_api_numbers_toggles_the_kill_switch_and
         driver.get(srv.base_url + "/dashboard/decisions?route=frontier&window=all")
         assert "manual_override" in driver.page_source
         shot(driver, "decisions-frontier.png")
+        events = read_admin_events(tmp_path / "audit.db")
+        assert [(e["action"], e["allowed"]) for e in reversed(events)] == [
+            ("login", 0), ("login", 1), ("kill_switch", 1), ("review", 1)]
     finally:
         driver.quit()
         srv.stop()

@@ -40,7 +40,7 @@ tasks:
 
 @pytest.fixture(scope="module")
 def encoder() -> MiniLMEncoder:
-    return shared_encoder()
+    return MiniLMEncoder()  # the numpy reference path; the int8 one has tests/test_minilm_onnx.py
 
 
 @pytest.mark.slow
@@ -101,7 +101,7 @@ def test_zero_shot_picks_the_obvious_label():
         assert sum(out.scores.values()) == pytest.approx(1.0)
         assert out.confidence == out.confidence_raw == out.scores[label]
         assert out.extra["calibrated"] is False
-        assert out.model_sha256 == MINILM_SHA256
+        assert out.model_sha256 == backend.encoder.sha256 == shared_encoder().sha256
         assert out.tokens_in > 0
 
 
@@ -164,3 +164,16 @@ def test_concurrent_calls_share_one_encoder_and_agree_with_sequential_ones():
         alone = backend.complete_sync(text, task)
         assert out.label == alone.label
         assert out.confidence == pytest.approx(alone.confidence, abs=1e-6)
+
+
+def test_the_last_window_of_a_long_text_is_read_from_its_tail_exactly_as_from_the_whole():
+    from conftest import SHARED_DATA
+    from smallfirst.backends.embedding import _last_ids
+
+    enc = MiniLMEncoder()
+    rows = (SHARED_DATA / "bump" / "bump_failures.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(r)["text"] for r in rows[::5]]
+    texts += ["word " * 3000, "x" * 5000 + " tail", "é" * 4000, "short text", "a/b/c " * 900 + "\n" * 50]
+    window = Window("last")
+    whole = [window.cut(ids) for ids in enc.token_ids_batch(texts)]
+    assert [window.cut(ids) for ids in _last_ids(enc, texts)] == whole

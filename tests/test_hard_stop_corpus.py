@@ -18,10 +18,9 @@ from test_router import StubLocal
 CORPUS = Path(__file__).parent / "data" / "hard_stops.jsonl"
 
 # Known recall gaps, by the text that identifies their template; reported to the lead. The strict
-# xfail below turns green the day hardstops.py covers them, so this list must then shrink.
-KNOWN_MISSES = (
-    "GITHUB_TOKEN: ghp_",  # a token split across two lines by a log wrapper
-)
+# xfail below turns green the day the rules cover them, so this list must then shrink. Empty since
+# a token split across two lines by a log wrapper is found (hardstops._wrapped_secret).
+KNOWN_MISSES: tuple[str, ...] = ()
 KNOWN_FALSE_STOPS: tuple[str, ...] = ()
 
 
@@ -66,8 +65,10 @@ def test_every_must_escalate_case_is_hard_stopped_with_its_category_despite_a_co
     assert bound < 0.0125
 
 
-@pytest.mark.xfail(strict=True, reason="known recall gaps in hardstops.py, reported to the lead")
+@pytest.mark.xfail(strict=True, reason="known recall gaps in the hard-stop rules, reported to the lead")
 def test_known_recall_gaps_are_hard_stopped(corpus_results):
+    if not KNOWN_MISSES:
+        pytest.skip("no known recall gaps")
     _, results = corpus_results
     assert all(r.hard_stop == r.case.hard_stop for r in results if r.case.must_escalate and _known(r.case.text, KNOWN_MISSES))
 

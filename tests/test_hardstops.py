@@ -244,3 +244,70 @@ def test_a_test_assertion_about_a_401_is_not_an_access_stop():
     text = "AssertionError: expected status 401 to equal 200 in test 'rejects anonymous users'"
     assert HardStops().first(text) is None
     assert HardStops().first("expected 200 but the registry returned 403 Forbidden").category == "access"
+
+
+def test_look_alike_letters_are_folded_but_real_cyrillic_and_greek_words_are_kept():
+    from smallfirst.hardstops import normalise
+
+    assert normalise("DR\u041eP TABLE")[0] == "drop table"  # a Cyrillic O among Latin letters
+    assert normalise("\u0430\u0441\u0441\u0435\u0455\u0455 denied")[0] == "access denied"  # a word all of look-alikes
+    assert normalise("Ошибка аутентификации")[0] == "ошибка аутентификации"  # real Russian stays Russian
+    assert normalise("Λάθος κωδικός")[0] == "Λάθος κωδικός".casefold()
+
+
+def test_translated_git_and_sudo_refusals_are_access_stops():
+    for text in (
+        "fatal: Authentifizierung fehlgeschlagen für 'https://github.com/acme/app.git/'",
+        "fatal : Échec d'authentification pour 'https://github.com/acme/app.git/'",
+        "fatal: Не удалось прочитать из внешнего репозитория.",
+        "fatal: 'https://github.com/acme/app.git/' 鉴权失败",
+        "sudo: требуется указать пароль",
+        "ci は sudoers ファイルにありません。",
+    ):
+        assert categories(text) == ["access"], text
+    assert categories("Получение объектов: 100% (12/12), готово.") == []
+
+
+def test_a_token_split_across_two_lines_is_a_security_stop_and_never_shown():
+    token = "ghp_" + "Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1J3k5"
+    text = f"env:\n  GITHUB_TOKEN: {token[:20]}\n    {token[20:]}\n"
+    match = BUILT_IN.first(text)
+    assert match is not None and match.rule == "security.secret"
+    assert token[4:20] not in match.excerpt and token[20:] not in match.excerpt and "REDACTED" in match.excerpt
+    assert BUILT_IN.first("ghp_short\n    words") is None
+
+
+def test_a_reference_to_a_secret_is_not_a_leaked_secret():
+    for text in (
+        'echo "//npm.pkg.github.com/:_authToken=${{ secrets.GITHUB_TOKEN }}" >> .npmrc',
+        "//registry.npmjs.org/:_authToken=***",
+        "DATABASE_URL=postgres://app:${DB_PASSWORD}@db:5432/app",
+    ):
+        assert BUILT_IN.scan(text) == [], text
+    assert categories("//registry.npmjs.org/:_authToken=npm_" + "Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1J3k5") == ["security"]
+
+
+def test_policy_phrases_skip_setup_steps_test_names_and_changelogs_but_not_failures():
+    hs = HardStops({"access": ["registry auth"]})
+    assert hs.scan("- name: Configure registry auth\n  run: echo $CR_PAT | docker login ghcr.io --password-stdin") == []
+    assert hs.scan("  ✓ refreshes registry auth before a retry (4 ms)") == []
+    assert hs.scan("- Fix registry auth for mirrors (#412)") == []
+    assert hs.first("Error: registry auth expired for ghcr.io").rule == "policy.access.0"
+
+
+def test_passing_tests_changelogs_and_routes_that_name_a_403_are_not_access_stops():
+    for text in (
+        "  ✓ returns 403 when the user is not an admin (12 ms)\n\nTests:       42 passed, 42 total",
+        "tests/api/test_routes.py::test_forbidden_route PASSED                     [ 40%]",
+        "- Fix 401 Unauthorized when refreshing expired tokens (#1234)",
+        "  get '/forbidden', to: 'errors#forbidden'",
+    ):
+        assert BUILT_IN.scan(text) == [], text
+    # ... while the error a failing test printed still is one
+    assert categories("FAILED tests/test_upload.py::test_upload - requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url") == ["access"]
+
+
+def test_docs_about_rotating_keys_are_not_stops_but_a_request_to_rotate_is():
+    assert BUILT_IN.scan("To rotate your API keys, open Settings > API keys and click Rotate.") == []
+    assert BUILT_IN.scan("If a token is leaked, revoke it and rotate it immediately (see SECURITY.md).") == []
+    assert categories("we need to rotate the AWS credentials now, the contractor still has them") == ["production"]

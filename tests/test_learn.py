@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -18,16 +19,17 @@ import numpy as np
 import pytest
 
 from smallfirst.audit import AuditLog, AuditRecord
-from smallfirst.backends.embedding import MINILM_SHA256, embedding_identity
+from smallfirst.backends.embedding import embedding_identity, shared_encoder
 from smallfirst.cli import main
 from smallfirst.heads import DEFAULT_WINDOW, load_head, write_head
 from smallfirst.learn import LearnError, run_learn
-from smallfirst.learn_store import SQLiteLearnStore
+from smallfirst.learn_store import LearnStore
 from smallfirst.policy import load_policy
 from smallfirst.review import set_review_label
 from smallfirst.train import fit_head
 
-IDENTITY = embedding_identity(MINILM_SHA256, DEFAULT_WINDOW)
+ENCODER = shared_encoder().sha256  # what serves a head: the int8 graph's pin
+IDENTITY = embedding_identity(ENCODER, DEFAULT_WINDOW)
 LABELS = ["build", "test", "dependency", "unknown"]
 POLICY = """\
 version: 1
@@ -70,19 +72,19 @@ def space():
 def setup(tmp_path, space):
     """A policy whose task has a base head trained on kinds 0, 1, 2 (build, test, dependency)."""
 
-    def make(learn: str = "{min_examples: 10, promote: gate, max_false_accept: 0.1}", per_label: int = 40) -> tuple[Path, SQLiteLearnStore]:
+    def make(learn: str = "{min_examples: 10, promote: gate, max_false_accept: 0.1}", per_label: int = 40) -> tuple[Path, LearnStore]:
         x = np.vstack([space.sample(k, per_label) for k in range(3)])
         y = np.repeat(np.arange(3), per_label)
-        fit = fit_head(x, y, LABELS[:3], task="triage", embedding_sha256=MINILM_SHA256, folds=5)
+        fit = fit_head(x, y, LABELS[:3], task="triage", embedding_sha256=ENCODER, folds=5)
         write_head(fit.head, tmp_path / "heads" / "triage.json")
         policy = tmp_path / "policy.yaml"
         policy.write_text(POLICY.format(learn=learn), encoding="utf-8")
-        return policy, SQLiteLearnStore(tmp_path / "learn.db")
+        return policy, LearnStore(tmp_path / "learn.db")
 
     return make
 
 
-def keep(store: SQLiteLearnStore, x: np.ndarray, labels: list[str], *, start: float | None = None,
+def keep(store: LearnStore, x: np.ndarray, labels: list[str], *, start: float | None = None,
          identity: str = IDENTITY, prefix: str = "d") -> list[str]:
     """Examples as the learn writer stores them, oldest first."""
     t0 = (time.time() - 3600) if start is None else start
@@ -143,7 +145,7 @@ def test_too_little_data_changes_nothing_and_says_so(setup, space, capsys):
     policy, store = setup("{min_examples: 30}")
     keep(store, space.sample(3, 12), ["test"] * 12)
     before = policy.read_text()
-    assert main(["learn", "--task", "triage", "--policy", str(policy), "--learn-db", str(store.path)]) == 1
+    assert main(["learn", "--task", "triage", "--policy", str(policy), "--learn-db", str(store.target)]) == 1
     out = capsys.readouterr().out
     assert "too little data: 12 usable kept examples" in out and "current head keeps serving" in out
     assert policy.read_text() == before
@@ -180,6 +182,41 @@ def test_a_reviewers_label_overrides_the_frontiers(setup, space, tmp_path):
     assert {after.labels[i] for i in after.probabilities(space.sample(3, 10)).argmax(axis=1)} == {"test"}
 
 
+@pytest.mark.postgres
+def test_learn_on_postgresql_reads_reviews_keeps_its_runs_and_records_the_event_in_that_database(
+        setup, space, tmp_path, pg_url, capsys, monkeypatch):
+    from smallfirst.server.admin import read_admin_events
+
+    policy, _ = setup()
+    store = LearnStore(pg_url)  # the learn_ tables beside the decisions, as `--audit URL` finds them
+    ids = keep(store, space.sample(3, 60), ["build"] * 60)  # the frontier said build
+    audit = AuditLog.open(pg_url, spill_path=tmp_path / "spill.jsonl")
+    for i in ids:
+        audit.submit(AuditRecord(decision_id=i, ts=time.time(), task_type="triage", mode="live", route="frontier",
+                                 route_candidate="frontier", reason="hard_stop_novel", label="build"))
+    audit.close()
+    for i in ids:
+        assert set_review_label(pg_url, i, None, "ana", gold="test")  # reviewers say test
+    # A password in the URL (the test server trusts 127.0.0.1 and ignores it) must not be kept
+    # with the run's command line.
+    password = "Xq7vR2mPz9LwT4kB"
+    url = pg_url.replace("smallfirst@", f"smallfirst:{password}@", 1)
+    argv = ["learn", "--task", "triage", "--policy", str(policy), "--audit", url, "--json"]
+    monkeypatch.setattr(sys, "argv", ["smallfirst", *argv])  # the run keeps its command line
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["outcome"] == "promoted", result
+    after = head_of(policy)
+    assert {after.labels[i] for i in after.probabilities(space.sample(3, 10)).argmax(axis=1)} == {"test"}
+    (run,) = store.runs("triage")
+    assert run["id"] == result["run_id"] and run["detail"]["counts"]["reviewed"] == 60
+    assert "--audit postgresql://smallfirst:" in run["detail"]["command"] and password not in json.dumps(run)
+    assert [e["detail"]["outcome"] for e in read_admin_events(pg_url) if e["action"] == "learn"] == ["promoted"]
+    assert main(["learn", "--task", "triage", "--policy", str(policy), "--audit", url, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "#1" in out and "promoted" in out and password not in out
+
+
 def test_unlabelled_answers_and_vectors_from_another_encoder_are_not_learned(setup, space):
     policy, store = setup("{min_examples: 10}")
     keep(store, space.sample(3, 5), [None] * 5, prefix="invalid")
@@ -195,7 +232,7 @@ def test_a_corrupt_head_stops_the_run_with_its_name_and_changes_nothing(setup, s
     head = policy.parent / "heads" / "triage.json"
     head.write_text(head.read_text().replace('"intercept": [', '"intercept": [1.5, '), encoding="utf-8")
     before = policy.read_text()
-    assert main(["learn", "--task", "triage", "--policy", str(policy), "--learn-db", str(store.path)]) == 2
+    assert main(["learn", "--task", "triage", "--policy", str(policy), "--learn-db", str(store.target)]) == 2
     err = capsys.readouterr().err
     assert str(head) in err and "content hash mismatch" in err
     assert policy.read_text() == before and store.runs("triage")[0]["outcome"] == "failed"
@@ -212,7 +249,7 @@ def test_examples_past_retention_are_purged_before_training(setup, space):
 
 
 def test_learn_refuses_the_bundled_policy(tmp_path):
-    store = SQLiteLearnStore(tmp_path / "learn.db")
+    store = LearnStore(tmp_path / "learn.db")
     with pytest.raises(LearnError, match="copy it"):
         run_learn(None, "classify_issue", store)  # type: ignore[arg-type]
 
@@ -239,9 +276,9 @@ def test_kept_text_is_re_embedded_when_the_encoder_changed(setup, space):
     rng = random.Random(3)
     texts = [pytest_failure(rng) for _ in range(12)]
     keep(store, space.sample(3, 12), ["test"] * 12, identity="an-older-encoder/last")
-    conn = sqlite3.connect(store.path)
+    conn = sqlite3.connect(store.target)
     with conn:
-        conn.executemany("UPDATE examples SET text = ? WHERE decision_id = ?", [(t, f"d{i:04d}") for i, t in enumerate(texts)])
+        conn.executemany("UPDATE learn_examples SET text = ? WHERE decision_id = ?", [(t, f"d{i:04d}") for i, t in enumerate(texts)])
     conn.close()
     result = run_learn(policy, "triage", store)
     assert result.report["counts"]["usable"] == 12 and result.report["counts"]["re_embedded"] == 12

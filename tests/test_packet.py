@@ -58,6 +58,21 @@ def test_no_raw_secret_reaches_the_frontier_from_any_field():
             assert secret[i : i + 12] not in wire
 
 
+def test_a_local_answer_quoting_part_of_an_input_secret_is_masked_in_the_packet():
+    # A model reads a compressed log whose long line was cut mid-key and quotes what it saw:
+    # no shape matches the fragment, but the input's own secret does.
+    private_key_id = "4f0e" * 10
+    text = f'{{"private_key_id": "{private_key_id}", "type": "service_account"}}\n[ERROR] upload failed'
+    local = LocalOutput(answer=f"The upload used key {private_key_id[6:30]}, then failed.", model="gemma",
+                        label=f"x{private_key_id[:12]}", confidence=0.3)
+    packet = build_packet("summarize_log", "", text, reason=FallbackReason.CONFIDENCE_LOW, local=local,
+                          detail=f"not in input: {private_key_id[2:14]}")
+    wire = json.dumps(packet.to_dict()) + json.dumps(packet.messages())
+    for i in range(len(private_key_id) - 7):
+        assert private_key_id[i : i + 8] not in wire
+    assert "[REDACTED:fragment]" in packet.local_answer and packet.local_answer.endswith(", then failed.")
+
+
 def test_messages_say_what_the_task_is_what_the_local_model_said_and_why_it_was_rejected():
     local = LocalOutput(answer="test", model="minilm", label="test", confidence=0.41)
     packet = build_packet(

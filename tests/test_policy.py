@@ -125,3 +125,42 @@ def test_fallback_reason_vocabulary_is_exactly_the_published_one():
         "hard_stop_security", "hard_stop_access", "hard_stop_production", "hard_stop_novel",
         "label_escalates", "local_error", "manual_override",
     }
+
+
+def test_policy_check_lists_every_error_in_the_file_with_its_line_and_exits_2(write_policy, capsys):
+    text = (MINIMAL_POLICY
+            .replace("    min_confidence: 0.72\n", "    min_confidense: 0.72\n")
+            .replace("max_input_chars: 12000}", "max_input_chars: -5}")
+            .replace("model: local_default\n    min_confidence: 0.5", "model: local_defualt\n    min_confidence: 0.5")
+            .replace("rollout: {mode: live,", "rollout: {mode: sometimes,"))
+    path = write_policy(text)
+    lines = text.splitlines()
+    at = {key: next(i for i, ln in enumerate(lines, 1) if key in ln)
+          for key in ("min_confidense", "max_input_chars: -5", "local_defualt", "mode: sometimes")}
+    assert main(["policy", "check", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{path}:{at['min_confidense']}: tasks.classify_issue.min_confidense: unknown key 'min_confidense'",
+        f"{path}:{at['max_input_chars: -5']}: tasks.summarize_log.max_input_chars: Input should be greater than 0",
+        f"{path}:{at['local_defualt']}: tasks.shape_json.model: 'local_defualt' is not defined under models",
+        f"{path}:{at['mode: sometimes']}: rollout.mode: Input should be 'live' or 'shadow'",
+        f"smallfirst: 4 errors in {path}",
+    ]
+
+
+def test_loading_a_policy_with_several_errors_names_the_first_and_carries_them_all(write_policy):
+    text = MINIMAL_POLICY.replace("min_confidence: 0.72", "min_confidence: 7").replace("version: 1", "version: 2")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert e.value.field == "version" and e.value.line == 1
+    assert [err.field for err in e.value.errors] == ["version", "tasks.classify_issue.min_confidence"]
+    assert str(e.value).count("\n") == 1  # one line per problem
+
+
+def test_duplicate_keys_are_reported_with_the_other_errors(write_policy):
+    text = MINIMAL_POLICY.replace("rollout:", "tasks:\n  x: {local: false}\nrollout:").replace(
+        "min_confidence: 0.72", "min_confidence: high")
+    with pytest.raises(PolicyError) as e:
+        load_policy(write_policy(text))
+    assert {err.message.split(":")[0] for err in e.value.errors} >= {"duplicate key"}
+    assert len(e.value.errors) >= 1 and any(err.field == "tasks" for err in e.value.errors)

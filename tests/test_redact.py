@@ -138,3 +138,111 @@ def test_preview_collapses_whitespace_and_respects_the_limit():
 
 def test_sha256_text_is_the_hex_digest_of_utf8():
     assert sha256_text("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# ---------------------------------------------------------------------- every shape, as data
+
+import random  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from secret_shapes import NEGATIVES, OBFUSCATIONS, SHAPES, leaks, obfuscate, plant  # noqa: E402
+from smallfirst import redact  # noqa: E402
+
+SHAPE_IDS = [s["id"] for s in SHAPES]
+
+
+def test_shape_catalogue_has_unique_ids_and_known_kinds():
+    assert len(SHAPE_IDS) == len(set(SHAPE_IDS))
+    kinds = {r.kind for r in redact._SHAPES} | {"secret"}
+    assert {s["kind"] for s in SHAPES} <= kinds
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_each_shape_is_masked_whole_with_its_kind(shape):
+    rng = random.Random(shape["id"])
+    for _ in range(20):
+        p = plant(shape, rng)
+        masked = mask_secrets(f"step 7:\n{p.text}\nnext line")
+        assert leaks(p.material, masked) == [], masked
+        assert f"[REDACTED:{p.kind}]" in masked, masked
+
+
+@pytest.mark.parametrize("how", OBFUSCATIONS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_each_shape_is_masked_through_each_obfuscation(shape, how):
+    rng = random.Random(f"{shape['id']}/{how}")
+    for _ in range(3):
+        p = plant(shape, rng)
+        text = obfuscate(p, how, rng)
+        masked = mask_secrets("log line one\n" + text + "\nlast line")
+        assert leaks(p.material, masked) == [], (text, masked)
+        assert leaks(p.material, preview(text, 240)) == []
+
+
+@pytest.mark.parametrize("line", NEGATIVES)
+def test_routine_lines_that_look_like_secrets_are_left_alone(line):
+    assert mask_secrets(line) == line
+    assert find_secrets(line) == []
+
+
+def test_every_rule_in_the_rules_file_is_exercised_by_a_shape_example():
+    rng = random.Random(0)
+    texts = [redact._normalise(plant(s, rng).text)[0] for s in SHAPES]
+    idle = [r.rx.pattern for r in redact._SHAPES
+            if not any(r.rx.search(t) and (r.check is None or any(r.check(m.group("v") if "v" in r.rx.groupindex else m.group())
+                                                                for m in r.rx.finditer(t))) for t in texts)]
+    assert idle == []
+
+
+def test_fullwidth_token_is_masked_in_its_original_characters():
+    token = "ghp_" + BODY[:36]
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in token)
+    assert mask_secrets(f"token {wide} end") == "token [REDACTED:github_token] end"
+
+
+def test_json_unicode_escapes_are_seen_through_and_masked_in_place():
+    escaped = "".join(f"\\u{ord(c):04x}" for c in "ghp_") + BODY[:36]
+    assert mask_secrets(f'{{"t": "{escaped}"}}') == '{"t": "[REDACTED:github_token]"}'
+
+
+def test_bidi_and_zero_width_characters_are_dropped_from_the_masked_text():
+    assert mask_secrets("a\u202eb\u200bc") == "abc"
+
+
+def test_a_value_cut_before_its_closing_quote_is_masked_to_the_end_of_the_line():
+    masked = mask_secrets('{"password": "' + BODY[:20])
+    assert BODY[:8] not in masked and masked.endswith("[REDACTED:secret]")
+
+
+def test_weak_names_need_a_random_value_and_digests_are_not_secrets():
+    assert mask_secrets("key: build") == "key: build"
+    assert mask_secrets("cache key: Linux-pip-" + "ab12" * 16) == "cache key: Linux-pip-" + "ab12" * 16
+    assert mask_secrets("signing_key: " + BODY[:32]) == "signing_key: [REDACTED:secret]"
+    assert mask_secrets("session: " + BODY[:32]) == "session: [REDACTED:secret]"
+
+
+def test_find_secrets_spans_point_into_the_original_text():
+    token = "ghp_" + BODY[:36]
+    text = "\u200b\uff41 " + token[:5] + "\u200d" + token[5:] + " tail"
+    (m,) = find_secrets(text)
+    assert text[m.span[0]:m.span[1]].replace("\u200d", "") == token
+
+
+_LOG_WORDS = ["INFO", "WARN", "ERROR", "[main]", "Downloading", "com.acme.Build", "BUILD", "FAILURE", "tests",
+              "run:", "12", "failed", "src/main/App.java:42", "->", "ok", "{", "}", "=", ":", "exit", "code", "1"]
+log_lines = st.lists(st.lists(st.sampled_from(_LOG_WORDS), max_size=12).map(" ".join), max_size=8).map("\n".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from(SHAPES), how=st.sampled_from(OBFUSCATIONS), seed=st.integers(0, 2**32),
+       before=log_lines, after=log_lines, limit=st.integers(20, 400))
+def test_no_eight_characters_of_a_secret_survive_masking_or_the_preview(shape, how, seed, before, after, limit):
+    # Secrets come from a seeded generator, not from shrinkable draws: a secret shrunk to
+    # "aaaaaaaa" is no longer the shape it stands for.
+    rng = random.Random(seed)
+    p = plant(shape, rng)
+    text = before + "\n" + obfuscate(p, how, rng) + "\n" + after
+    assert leaks(p.material, mask_secrets(text)) == []
+    assert leaks(p.material, preview(text, limit)) == []

@@ -312,6 +312,32 @@ def test_a_model_name_that_is_no_task_is_an_unknown_task_answered_by_the_frontie
     assert sent["model"] == "gpt-frontier"  # the policy's frontier, not the name the caller sent
 
 
+def test_forwarding_the_agents_own_request_builds_no_escalation_packet_and_passes_the_answer_through(
+        openai_frontier, tmp_path, monkeypatch):
+    import smallfirst.packet
+
+    def no_packet(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an escalation packet was built for a request forwarded as it came")
+
+    monkeypatch.setattr(smallfirst.packet, "build_packet", no_packet)
+    shadow = "rollout: {mode: live, task_modes: {classify_issue: shadow}}"
+    audit = AuditLog.sqlite(tmp_path / "a.db")
+    with ServerThread(server_policy(openai_frontier, rollout=shadow), audit=audit, backends=stub_backends()) as srv:
+        client = openai_client(srv)
+        answers = [client.chat.completions.with_raw_response.create(model=model, messages=user(ROUTINE))
+                   for model in ("smallfirst/propose_code_change", "gpt-4o", "smallfirst/classify_issue")]
+    reasons = [a.headers["x-smallfirst-reason"] for a in answers]
+    assert reasons == ["policy_requires_frontier", "unknown_task", "none"]  # the last one in shadow mode
+    # The frontier's own body reaches the caller: fields smallfirst never writes come through.
+    assert all(a.http_response.json()["system_fingerprint"] == "fp_fake" for a in answers)
+    assert all(r.json["messages"] == user(ROUTINE) for r in openai_frontier.requests)
+    records = sorted(read_recent(tmp_path / "a.db"), key=lambda r: r["ts"])
+    assert [r["outcome"] for r in records] == ["answered_frontier"] * 3
+    for rec in records:  # the record is as complete as before
+        assert rec["frontier_model"] == "gpt-frontier" and rec["frontier_answer_sha256"] and rec["input_sha256"]
+        assert rec["tokens"]["frontier_in"] > 0 and rec["preview"] and rec["cost_usd"] > 0
+
+
 def test_task_header_overrides_the_model_name(anthropic_frontier):
     with ServerThread(server_policy(anthropic_frontier), backends=stub_backends()) as srv:
         raw = openai_client(srv).chat.completions.with_raw_response.create(
@@ -575,6 +601,16 @@ class SlowLoading(StubLocal):
         self.release.wait(30)
 
 
+def poll_readyz(srv: ServerThread, done: Any) -> tuple[int, Any]:
+    """GET /readyz until done(status, body) holds, for 10 s at most; the last answer."""
+    for _ in range(200):
+        status, _, body = srv.get("/readyz")
+        if done(status, body):
+            break
+        threading.Event().wait(0.05)
+    return status, body
+
+
 def test_readyz_says_loading_until_the_local_models_are_loaded(anthropic_frontier):
     slow = SlowLoading()
     ready_classifier = TaskClassifier(keyword_embed)
@@ -584,12 +620,44 @@ def test_readyz_says_loading_until_the_local_models_are_loaded(anthropic_frontie
         status, _, body = srv.get("/readyz")
         assert status == 503 and body["status"] == "loading"
         slow.release.set()
-        for _ in range(200):
-            status, _, body = srv.get("/readyz")
-            if status == 200:
-                break
-            threading.Event().wait(0.05)
+        status, body = poll_readyz(srv, lambda status, body: status == 200)
     assert status == 200 and body["models"]["local_classifier"] == "ready"
+
+
+GEMMA_FIRST = """
+version: 1
+models:
+  local_default: {provider: llamacpp}
+  local_classifier: {provider: embedding}
+tasks:
+  summarize_log: {description: Summarise a log., model: local_default, min_confidence: 0.5, grounding: false}
+  classify_issue: {description: Classify a CI failure., model: local_classifier, labels: [build, test], min_confidence: 0.72}
+"""
+
+
+class LoadsAtOnce(StubLocal):
+    def __init__(self) -> None:
+        super().__init__(label="build", confidence=0.95)
+        self.loaded = threading.Event()
+
+    def load(self) -> None:
+        self.loaded.set()
+
+
+def test_the_classifier_loads_is_ready_and_answers_while_gemma_is_still_loading():
+    gemma, classifier = SlowLoading(), LoadsAtOnce()
+    with ServerThread(parse_policy(GEMMA_FIRST), backends={"local_default": gemma, "local_classifier": classifier},
+                      classifier=TaskClassifier(keyword_embed), warm=True) as srv:
+        assert classifier.loaded.wait(10), "the classifier's load waited behind Gemma's"
+        status, body = poll_readyz(srv, lambda status, body: body["models"]["local_classifier"] == body["models"]["auto_classifier"] == "ready")
+        assert status == 503 and body["status"] == "loading"
+        assert body["models"] == {"local_classifier": "ready", "local_default": "loading", "auto_classifier": "ready"}
+        raw = openai_client(srv).chat.completions.with_raw_response.create(
+            model="smallfirst/classify_issue", messages=user(ROUTINE))
+        assert raw.headers["x-smallfirst-route"] == "local" and raw.parse().choices[0].message.content == "build"
+        gemma.release.set()
+        status, body = poll_readyz(srv, lambda status, body: status == 200)
+    assert status == 200 and set(body["models"].values()) == {"ready"}
 
 
 def test_metrics_endpoint_serves_prometheus_text(anthropic_frontier):
@@ -642,6 +710,7 @@ def test_smallfirst_serve_starts_loads_models_in_the_background_and_stops_cleanl
     try:
         banner = proc.stdout.readline()  # type: ignore[union-attr]
         assert f"http://127.0.0.1:{port}/v1" in banner and "admin API off" in banner
+        assert "dashboard open on loopback" in banner
         status = 0
         for _ in range(600):  # bounded: the model loads in about a second here
             try:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smallfirst.backends.embedding import MINILM_SHA256, EmbeddingBackend
+from smallfirst.backends.embedding import MINILM_SHA256, EmbeddingBackend, shared_encoder
 from smallfirst.policy import load_policy, parse_policy
 from smallfirst.heads import examples_path
 from smallfirst.train import HEAD_FORMAT, DataError, HeadError, load_head, load_label_map, read_examples, train_head
@@ -78,7 +78,7 @@ def test_trained_head_round_trips_and_classifies_new_text(trained):
     report, out = trained
     head = load_head(out)
     assert head.labels == ("build", "test", "dependency")  # `unknown` had no examples
-    assert head.embedding_sha256 == MINILM_SHA256
+    assert head.embedding_sha256 == shared_encoder().sha256  # the int8 graph: what the head was trained on
     saved = json.loads(out.read_text())
     assert saved["format"] == HEAD_FORMAT == "smallfirst-head/2"
     # The training embeddings sit beside the head, pinned by hash: the novelty index and learn's base data.
@@ -102,7 +102,7 @@ def test_trained_head_round_trips_and_classifies_new_text(trained):
     assert 0.0 <= result.confidence <= 1.0
     assert result.confidence_raw == pytest.approx(result.scores["build"])
     assert result.extra["mode"] == "trained" and "similarity" in result.extra
-    assert result.model_sha256 == MINILM_SHA256
+    assert result.model_sha256 == shared_encoder().sha256
 
 
 @pytest.mark.slow
@@ -170,8 +170,8 @@ def _edited_head(trained, tmp_path: Path, *, rehash: bool = True, **changes) -> 
 def test_head_trained_on_another_embedding_model_is_refused(trained, tmp_path):
     bad = _edited_head(trained, tmp_path, embedding_sha256="0" * 64)
     with pytest.raises(HeadError, match="retrain the head") as err:
-        load_head(bad, embedding_sha256=MINILM_SHA256)
-    assert str(bad) in str(err.value) and "0" * 64 in str(err.value) and MINILM_SHA256 in str(err.value)
+        load_head(bad, embedding_sha256=shared_encoder().sha256)
+    assert str(bad) in str(err.value) and "0" * 64 in str(err.value) and shared_encoder().sha256 in str(err.value)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from smallfirst.paths import DEFAULT_AUDIT, default_audit
 from smallfirst.policy import Policy, PolicyError, load_policy
+from smallfirst.telemetry import TelemetryError
 
 DEMO_LOGS = Path(str(files("smallfirst") / "data" / "demo" / "ci_logs.jsonl"))
 
@@ -27,10 +28,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from smallfirst.store import StoreError
+
     try:
         return int(args.func(args) or 0)
     except PolicyError as exc:
         print(f"smallfirst: policy error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"smallfirst: {exc}", file=sys.stderr)
+        return 2
+    except TelemetryError as exc:
+        print(f"smallfirst: telemetry: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `smallfirst audit tail | head`
         return 0
@@ -46,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--audit",
                 default=default_audit(),
-                help=f"audit SQLite file (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
+                help=f"audit store: a SQLite file or a postgresql:// URL (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
             )
 
     sp = sub.add_parser("demo", help="nightly build-failure triage over bundled real CI logs, offline")
@@ -69,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("audit", help="read the audit trail")
     asub = sp.add_subparsers(metavar="ACTION")
     tp = asub.add_parser("tail", help="most recent decisions")
-    tp.add_argument("--audit", default=default_audit())
+    tp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
     tp.add_argument("-n", "--limit", type=int, default=20)
     tp.add_argument("--task", help="only this task type")
     tp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -92,20 +101,29 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="serve the OpenAI- and Anthropic-compatible HTTP API")
     common(sp)
-    sp.add_argument("--learn-db", help="learn store for tasks with learn: (default: <audit>.learn.db beside the audit)")
+    sp.add_argument("--learn-db", default=os.environ.get("SMALLFIRST_LEARN_DB"),
+                    help="learn store for tasks with learn:, a SQLite file or a postgresql:// URL (default: "
+                    "$SMALLFIRST_LEARN_DB, else the audit's PostgreSQL database, or <audit>.learn.db beside a SQLite audit)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8787)
+    sp.add_argument("--spill", default=os.environ.get("SMALLFIRST_SPILL"),
+                    help="where decisions wait while the store is unreachable (default: beside a SQLite "
+                    "file; ./smallfirst-audit.spill.jsonl for PostgreSQL; $SMALLFIRST_SPILL)")
     sp.set_defaults(func=cmd_serve)
 
-    sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit file")
-    sp.add_argument("--audit", required=True, help="audit SQLite file")
+    sp = sub.add_parser("migrate", help="create or upgrade the audit store's tables (idempotent)")
+    sp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
+    sp.set_defaults(func=cmd_migrate)
+
+    sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit store")
+    sp.add_argument("--audit", required=True, help="audit store: a SQLite file or a postgresql:// URL")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8788)
     sp.set_defaults(func=cmd_dashboard)
 
     sp = sub.add_parser("policy", help="validate a policy file")
     psub = sp.add_subparsers(metavar="ACTION")
-    cp = psub.add_parser("check", help="validate; prints file:line: field: problem on error")
+    cp = psub.add_parser("check", help="validate; prints every problem as file:line: field: problem, exits 2")
     cp.add_argument("file", nargs="?")
     cp.set_defaults(func=cmd_policy_check)
 
@@ -125,7 +143,7 @@ def _router(policy: Policy, audit_path: str | None):
     from smallfirst.audit import AuditLog
     from smallfirst.router import Router
 
-    audit = AuditLog.sqlite(audit_path) if audit_path else None
+    audit = AuditLog.open(audit_path) if audit_path else None
     return Router(policy, audit=audit), audit
 
 
@@ -313,21 +331,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from smallfirst.server import serve
 
-    serve(args.policy, args.audit, args.host, args.port, learn_path=args.learn_db)
+    serve(args.policy, args.audit, args.host, args.port, spill_path=args.spill, learn_path=args.learn_db)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from smallfirst.schema import LATEST, migrate
+    from smallfirst.store import connect_postgres, connect_sqlite_for_writing, describe, is_postgres
+
+    try:
+        conn = connect_postgres(args.audit) if is_postgres(args.audit) else connect_sqlite_for_writing(args.audit)
+    except Exception as exc:  # the driver's own message says what is wrong (host, auth, database)
+        print(f"smallfirst: cannot open the store {describe(args.audit)}: {str(exc).strip()}", file=sys.stderr)
+        return 2
+    try:
+        before, after = migrate(conn)
+    finally:
+        conn.close()
+    what = "already at" if before == after else f"migrated from schema version {before} to"
+    print(f"{describe(args.audit)}: {what} schema version {after} (latest {LATEST})")
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from smallfirst.server.access import Access, is_loopback
     from smallfirst.server.app import run
     from smallfirst.server.dashboard_routes import create_dashboard_app
 
-    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}", flush=True)
-    run(create_dashboard_app(args.audit), args.host, args.port)
+    access = Access.from_env(exposed=not is_loopback(args.host))
+    if not access.dashboard_served:
+        print(f"smallfirst: refusing to serve the dashboard on {args.host}: beyond loopback it needs "
+              "SMALLFIRST_READ_TOKEN or SMALLFIRST_ADMIN_TOKEN (or serve it on 127.0.0.1)", file=sys.stderr)
+        return 2
+    note = "" if Path(args.audit).exists() else " (does not exist yet: an empty dashboard until the first decision)"
+    print(f"smallfirst dashboard: http://{args.host}:{args.port}/dashboard  audit {args.audit}{note}; "
+          f"{access.describe()}", flush=True)
+    run(create_dashboard_app(args.audit, exposed=access.exposed), args.host, args.port)
     return 0
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
-    policy = load_policy(args.file)
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        for err in exc.errors:  # every problem, in file order: file:line: field: problem
+            print(err.location, file=sys.stderr)
+        n = len(exc.errors)
+        print(f"smallfirst: {n} error{'s' if n != 1 else ''} in {exc.file}", file=sys.stderr)
+        return 2
     print(f"{policy.source}: ok ({policy.version_tag}, {len(policy.tasks)} tasks, {len(policy.models)} models)")
     return 0
 

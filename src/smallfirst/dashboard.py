@@ -12,19 +12,21 @@ everywhere else (route_candidate, reason, review_label, outcome):
     cost per success        spend divided by decisions that got an answer, beside what the same
                             decisions would have cost sent to the frontier (frontier_only_cost_usd)
 
-Everything is computed by SQLite (GROUP BY, window functions for percentiles); Python only
-shapes the few result rows, so a page over 100,000 decisions costs a handful of queries.
+Everything is counted in SQL (GROUP BY, the same queries on SQLite and PostgreSQL); Python only
+ranks percentiles and shapes the few result rows, so a page over 100,000 decisions costs a
+handful of queries.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from smallfirst.audit import decode_row, open_readonly
+from smallfirst.audit import decode_row
+from smallfirst.store import connect as _connect
+from smallfirst.store import dialect_of
 
 WINDOWS: dict[str, float | None] = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0, "all": None}
 ALL = "*"  # the task_type key of the totals, as in /metrics
@@ -98,16 +100,10 @@ class Summary:
         return asdict(self)
 
 
-def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
-    """Read-only unless `write`, so a typo'd path errors instead of creating an empty store."""
-    if not write:
-        return open_readonly(path)
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(p, timeout=5.0)
-    conn.row_factory = sqlite3.Row
-    return conn
+def connect(target: str | Path, *, write: bool = False) -> Any:
+    """A SQLite path read-only unless `write`, so a typo'd path errors instead of creating an
+    empty store; or a postgresql:// URL (smallfirst.store)."""
+    return _connect(target, write=write)
 
 
 def since_for(window: str, now: float) -> float | None:
@@ -117,12 +113,12 @@ def since_for(window: str, now: float) -> float | None:
     return None if span is None else now - span
 
 
-def summary(conn: sqlite3.Connection, window: str = "day", now: float | None = None) -> Summary:
+def summary(conn: Any, window: str = "day", now: float | None = None) -> Summary:
     now = time.time() if now is None else now
     since = since_for(window, now)
-    _snapshot(conn, *(("ts >= ?", [since]) if since is not None else ("1", [])))
+    _snapshot(conn, *(("ts >= ?", [since]) if since is not None else ("TRUE", [])))
     # Every query below reads the narrow snapshot `w`, not the wide decisions table.
-    where, args = "1", []
+    where, args = "TRUE", []
     per_task = {r["k"]: r for r in _counts(conn, _TASK, where, args)}
     # The totals are sums of the per-task counts: exact, and one scan fewer.
     total_row = {name: sum(r[name] or 0 for r in per_task.values()) for name in _COUNT_FIELDS} if per_task else None
@@ -134,10 +130,8 @@ def summary(conn: sqlite3.Connection, window: str = "day", now: float | None = N
         f"SELECT route, COUNT(*) AS n FROM w WHERE {where} GROUP BY route ORDER BY route", args)}
     bucket_s = _bucket_seconds(conn, window, where, args)
     series = [Bucket(r["b"], r["n"], r["acc"], r["esc"], r["cost"], r["fo_cost"]) for r in conn.execute(
-        f"SELECT CAST(ts / ? AS INTEGER) * ? AS b, SUM(route != 'rejected') AS n,"
-        f" SUM(route != 'rejected' AND route_candidate = 'local') AS acc,"
-        f" SUM(route != 'rejected' AND route_candidate = 'frontier') AS esc,"
-        f" TOTAL(cost_usd) AS cost, TOTAL(frontier_only_cost_usd) AS fo_cost"
+        f"SELECT {dialect_of(conn).floor('ts / ?')} * ? AS b, {_NOT_REJECTED} AS n, {_ACC} AS acc, {_ESC} AS esc,"
+        f" {_TOTAL('cost_usd')} AS cost, {_TOTAL('frontier_only_cost_usd')} AS fo_cost"
         f" FROM w WHERE {where} GROUP BY b ORDER BY b", [bucket_s, bucket_s, *args])]
     latency = []
     for tier, cond in (("local", "route = 'local'"), ("frontier", "outcome = 'answered_frontier'")):
@@ -148,18 +142,19 @@ def summary(conn: sqlite3.Connection, window: str = "day", now: float | None = N
     return Summary(window, since, now, routes, total, tasks, bucket_s, series, latency, [k for k, _ in seen])
 
 
-def _snapshot(conn: sqlite3.Connection, where: str, args: list[Any]) -> None:
+def _snapshot(conn: Any, where: str, args: list[Any]) -> None:
     """Copy the window's decisions, only the columns the summary needs, into a temp table.
 
     One scan of the wide table (previews, checks, JSON) instead of one per aggregate: with
     100,000 decisions this and the changes below took the 'all' summary from 1.1 s to 0.6 s
     (bench/dashboard.py). The table
     lives in this connection only, and the dashboard opens one connection per request."""
-    conn.execute("DROP TABLE IF EXISTS temp.w")
+    d = dialect_of(conn)
+    conn.execute(f"DROP TABLE IF EXISTS {d.temp_table('w')}")
     conn.execute(
         "CREATE TEMP TABLE w AS SELECT ts, task_type, route, route_candidate, reason, outcome, review_label,"
-        " cost_usd, frontier_only_cost_usd, json_extract(latency_ms, '$.local') AS lat_local,"
-        f" json_extract(latency_ms, '$.frontier') AS lat_frontier FROM decisions WHERE {where}",
+        f" cost_usd, frontier_only_cost_usd, {d.json_number('latency_ms', 'local')} AS lat_local,"
+        f" {d.json_number('latency_ms', 'frontier')} AS lat_frontier FROM decisions WHERE {where}",
         args,
     )
 
@@ -167,21 +162,39 @@ def _snapshot(conn: sqlite3.Connection, where: str, args: list[Any]) -> None:
 _COUNT_FIELDS = ("n", "rejected", "acc", "esc", "reviewed", "defects", "fa", "ok", "cost", "fo_cost")
 
 
-def _counts(conn: sqlite3.Connection, key: str, where: str, args: list[Any]) -> list[sqlite3.Row]:
-    ok = ", ".join(f"'{o}'" for o in SUCCESS_OUTCOMES)
-    return conn.execute(
-        f"SELECT {key} AS k,"
-        " SUM(route != 'rejected') AS n, SUM(route = 'rejected') AS rejected,"
-        " SUM(route != 'rejected' AND route_candidate = 'local') AS acc,"
-        " SUM(route != 'rejected' AND route_candidate = 'frontier') AS esc,"
-        " SUM(route = 'local' AND review_label IS NOT NULL) AS reviewed,"
-        " SUM(route = 'local' AND review_label = 'escalate') AS defects,"
-        " SUM(outcome = 'answered_frontier') AS fa,"
-        f" SUM(outcome IN ({ok})) AS ok, TOTAL(cost_usd) AS cost, TOTAL(frontier_only_cost_usd) AS fo_cost"
-        f" FROM w WHERE {where} GROUP BY k", args).fetchall()
+def _count(cond: str) -> str:
+    return f"COUNT(*) FILTER (WHERE {cond})"
 
 
-def _reasons(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str, dict[str, int]]:
+def _TOTAL(col: str) -> str:  # noqa: N802 - SQLite's TOTAL(): a float sum, 0.0 over no rows
+    return f"COALESCE(SUM({col}), 0.0)"
+
+
+_NOT_REJECTED = _count("route != 'rejected'")
+_ACC = _count("route != 'rejected' AND route_candidate = 'local'")
+_ESC = _count("route != 'rejected' AND route_candidate = 'frontier'")
+
+
+_OK = "outcome IN (" + ", ".join(f"'{o}'" for o in SUCCESS_OUTCOMES) + ")"
+_COUNTS = ", ".join([
+    _NOT_REJECTED + " AS n",
+    _count("route = 'rejected'") + " AS rejected",
+    _ACC + " AS acc",
+    _ESC + " AS esc",
+    _count("route = 'local' AND review_label IS NOT NULL") + " AS reviewed",
+    _count("route = 'local' AND review_label = 'escalate'") + " AS defects",
+    _count("outcome = 'answered_frontier'") + " AS fa",
+    _count(_OK) + " AS ok",
+    _TOTAL("cost_usd") + " AS cost",
+    _TOTAL("frontier_only_cost_usd") + " AS fo_cost",
+])
+
+
+def _counts(conn: Any, key: str, where: str, args: list[Any]) -> list[Any]:
+    return conn.execute(f"SELECT {key} AS k, {_COUNTS} FROM w WHERE {where} GROUP BY k", args).fetchall()
+
+
+def _reasons(conn: Any, where: str, args: list[Any]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     sql = (f"SELECT {_TASK} AS k, reason, COUNT(*) AS n FROM w WHERE {where} AND reason IS NOT NULL"
            f" GROUP BY k, reason UNION ALL SELECT '{ALL}', reason, COUNT(*) FROM w"
@@ -191,7 +204,7 @@ def _reasons(conn: sqlite3.Connection, where: str, args: list[Any]) -> dict[str,
     return out
 
 
-def _percentiles(conn: sqlite3.Connection, key: str, expr: str, where: str, args: list[Any],
+def _percentiles(conn: Any, key: str, expr: str, where: str, args: list[Any],
                  total: str | None = None) -> dict[str, tuple[int, float | None, float | None]]:
     """Nearest-rank p50 and p95 of `expr` per key: the value at rank ceil(p * n); with `total`,
     also over all keys. SQL selects the values; ranking them in Python is ~5x faster than
@@ -229,7 +242,7 @@ def _task_metrics(key: str, row: Mapping[str, Any] | None, reasons: dict[str, in
     )
 
 
-def _bucket_seconds(conn: sqlite3.Connection, window: str, where: str, args: list[Any]) -> int:
+def _bucket_seconds(conn: Any, window: str, where: str, args: list[Any]) -> int:
     if window in _BUCKET_S:
         return _BUCKET_S[window]
     lo, hi = conn.execute(f"SELECT MIN(ts), MAX(ts) FROM w WHERE {where}", args).fetchone()
@@ -251,7 +264,7 @@ class Filters:
     limit: int = 50
 
 
-def decisions(conn: sqlite3.Connection, f: Filters, now: float | None = None) -> list[dict[str, Any]]:
+def decisions(conn: Any, f: Filters, now: float | None = None) -> list[dict[str, Any]]:
     """Most recent first; never the raw input (the store has only its masked preview)."""
     clauses, args = [], []
     since = since_for(f.window, time.time() if now is None else now)
@@ -266,12 +279,13 @@ def decisions(conn: sqlite3.Connection, f: Filters, now: float | None = None) ->
     if f.model:
         clauses.append("(local_model = ? OR frontier_model = ?)")
         args += [f.model, f.model]
-    where = " AND ".join(clauses) or "1"
-    sql = f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE {where} ORDER BY ts DESC LIMIT ?"
+    where = " AND ".join(clauses) or "TRUE"
+    # decision_id breaks ties: both databases then give the same order.
+    sql = f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE {where} ORDER BY ts DESC, decision_id DESC LIMIT ?"
     return [decode_row(r) for r in conn.execute(sql, [*args, max(1, min(f.limit, 500))])]
 
 
-def filter_choices(conn: sqlite3.Connection) -> dict[str, list[str]]:
+def filter_choices(conn: Any) -> dict[str, list[str]]:
     """The values each explorer filter can take, for its <select>. One scan for all six columns:
     their distinct combinations are few."""
     cols = {"task": set(), "route": set(), "reason": set(), "user_group": set(), "model": set()}
@@ -285,7 +299,7 @@ def filter_choices(conn: sqlite3.Connection) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in cols.items()}
 
 
-def review_queue(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, Any]]:
+def review_queue(conn: Any, limit: int = 10) -> list[dict[str, Any]]:
     """Unreviewed local answers to check by hand. A decision id is 12 hex digits of time, then
     random ones: ordering by the random part is a uniform sample that stays put between loads."""
     sql = (f"SELECT {', '.join(EXPLORER_COLUMNS)} FROM decisions WHERE route = 'local' AND review_label IS NULL"
@@ -293,7 +307,7 @@ def review_queue(conn: sqlite3.Connection, limit: int = 10) -> list[dict[str, An
     return [decode_row(r) for r in conn.execute(sql, [limit])]
 
 
-def set_review_label(conn: sqlite3.Connection, decision_id: str, label: str) -> bool:
+def set_review_label(conn: Any, decision_id: str, label: str) -> bool:
     """Store an operator's accept | escalate on a decision; False if there is no such decision.
     The same writer as `smallfirst review`, so the label is also in review_log."""
     from smallfirst.review import label_decision

@@ -39,8 +39,32 @@ def check_minilm() -> tuple[bool, list[str]]:
     ok = actual == MINILM_SHA256
     lines.append(f"  file    {path} ({path.stat().st_size:,} bytes)")
     lines.append(f"  sha256  {actual} " + ("(pinned: ok)" if ok else f"MISMATCH, pinned {MINILM_SHA256}"))
+    if ok:
+        int8_ok, int8_lines = check_minilm_int8(path.parent)
+        ok &= int8_ok
+        lines += int8_lines
     lines.append(f"  licence {MINILM_LICENCE}")
     return ok, lines
+
+
+def check_minilm_int8(model_dir: Path) -> tuple[bool, list[str]]:
+    """The int8 graph the classifier runs: built into the cache now if it is not there yet."""
+    from smallfirst.backends.embedding import MINILM_SHA256
+    from smallfirst.backends.minilm_onnx import GRAPH_SHA256, ensure_graph, graph_path
+
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        return False, [f"  int8    onnxruntime is not installed: {exc}"]
+    pinned = GRAPH_SHA256[MINILM_SHA256]
+    try:
+        graph = ensure_graph(model_dir, MINILM_SHA256, pinned)
+    except Exception as exc:
+        return False, [f"  int8    cannot build the graph: {exc}"]
+    return True, [
+        f"  int8    {graph_path(pinned)} ({len(graph):,} bytes), run by onnxruntime {onnxruntime.__version__}",
+        f"  sha256  {pinned} (pinned: ok)",
+    ]
 
 
 def check_gemma() -> tuple[bool, list[str]]:

@@ -22,7 +22,7 @@ from smallfirst.policy import load_policy
 def register(sub: Any, common: Callable[..., None]) -> None:
     sp = sub.add_parser("eval", help="run labelled cases through the router and check the release gate")
     common(sp, audit=False)
-    sp.add_argument("--audit", help="audit SQLite file (default: a temporary one)")
+    sp.add_argument("--audit", help="audit store, a SQLite file or a postgresql:// URL (default: a temporary file)")
     sp.add_argument("--task", required=True)
     sp.add_argument("--data", required=True, help='JSONL: {"id","text","label"?,"must_escalate"?,"hard_stop"?}')
     sp.add_argument("--label-map", help="JSON object mapping the data's labels onto the task's")
@@ -86,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         cases = cases[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
-        audit = AuditLog.sqlite(args.audit or Path(tmp) / "eval-audit.db")
+        audit = AuditLog.open(args.audit or Path(tmp) / "eval-audit.db")
         router = Router(policy, audit=audit)
         try:
             router.warm([args.task])

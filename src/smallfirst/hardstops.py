@@ -2,24 +2,28 @@
 
 Four categories, checked on the input before any model runs:
 
-- security:   CVE/GHSA ids, advisories, vulnerabilities, malicious packages, RCE, leaked secrets,
-              high/critical `npm audit` findings.
-- access:     HTTP 401/403, unauthorized/forbidden, failed authentication, bad or missing tokens and
-              credentials, SSO/SAML, registry auth, git/docker credential prompts.
-- production: irreversible operations: destroy, drop, truncate, unqualified delete, force-push to
-              main, deploys to production, credential rotation, production data.
-- novel:      crash classes a routine classifier has no business labelling: segfaults, core dumps,
-              kernel panics, internal compiler errors, heap corruption, "this should never happen".
+- security:   CVE/GHSA ids, advisories and audit findings, leaked secrets and reports of leaks,
+              security incidents (breaches, malware, compromised accounts).
+- access:     a remote system or account refusing: HTTP 401/403, registry and git host logins,
+              tokens, one-time passwords, cloud credentials, RBAC, sudo and credential prompts
+              with nobody to answer them (in the CI locales git and sudo are translated into),
+              and requests for access or credentials.
+- production: irreversible or production operations: destroy, drop, truncate, unqualified
+              delete or update, wiping datastores and data directories, deleting cloud
+              resources, force pushes to main, applies, deploys and migrations against
+              production, credential rotation.
+- novel:      crash classes a routine classifier has no business labelling: segfaults, core
+              dumps, kernel panics, internal compiler errors, heap corruption.
+
+The rules are data: `data/hardstops/<category>.yaml`, grouped by family, each rule with its
+cue words, pattern(s), named context checks (`hardstop_context.py`) and the examples it must
+fire on and must not, which the tests run. The files are loaded, validated (errors name the file
+and line) and compiled once. Routine failures - timeouts, full disks, out of memory, network
+errors - are never hard stops: a classifier labels those.
 
 Precision matters as much as recall: these run on every input, and real CI logs are full of
-maven-deploy-plugin, TokenizerTest, `delete` in test names and 404s for missing versions. Rules
-use word boundaries (so `test_token_refresh` is not `token`) and context (a 403 must be a status).
-
-"permission denied" is deliberately narrow. Most occurrences in CI logs are local filesystem
-errors (`./gradlew: Permission denied`, `EACCES: permission denied, mkdir ...`), which are
-routine build problems a classifier handles. It is an access stop only where a remote system or
-an account refused: ssh `Permission denied (publickey)`, database `permission denied for table`,
-git `Permission to org/repo denied`, the docker daemon, gRPC `PERMISSION_DENIED`.
+maven-deploy-plugin, TokenizerTest, `delete` in test names, 404s for missing versions, passing
+tests named for the 403 they check, changelogs, docs. Rules use word boundaries and context.
 
 Speed: text is NFKC-normalised and casefolded once; a set of its words decides which rules can
 possibly match, and only those rules' regexes run, only near their cue words. An input with no
@@ -28,11 +32,16 @@ cue costs one normalisation and one tokenisation.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+import yaml
+
+from smallfirst.hardstop_context import CHECKS, FRAGMENTS, Check, placeholder_at
 from smallfirst.reasons import HARD_STOP_CATEGORIES
 from smallfirst.redact import SecretMatch, find_secrets, mask_secrets
 from smallfirst.tasks import HardStopMatch
@@ -40,9 +49,10 @@ from smallfirst.tasks import HardStopMatch
 if TYPE_CHECKING:
     from smallfirst.policy import Policy
 
-__all__ = ["HardStops", "normalise"]
+__all__ = ["HardStops", "Rule", "RuleFileError", "builtin_rules", "load_rules", "normalise"]
 
 EXCERPT_MAX = 80
+RULES_DIR = Path(__file__).parent / "data" / "hardstops"
 
 # ---------------------------------------------------------------- normalisation
 
@@ -53,10 +63,35 @@ _CONFUSABLE = {
     "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ӏ": "l", "ɡ": "g",
     "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
 }
+_UNCONFUSE = str.maketrans(_CONFUSABLE)
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
-
-
 _SPECIAL = re.compile("[" + "".join(sorted(_INVISIBLE | set(_CONFUSABLE) | {c.upper() for c in _CONFUSABLE})) + "]")
+# A word holding a look-alike letter; it is mapped to Latin unless it also holds a Cyrillic or
+# Greek letter that has no Latin twin, which makes it a real word of that script ("Ошибка").
+_CONFUSABLE_WORD = re.compile(r"[^\W\d_]*[" + "".join(_CONFUSABLE) + r"][^\W\d_]*")
+_REAL_NON_LATIN = re.compile(
+    "[" + "".join(c for c in map(chr, [*range(0x370, 0x400), *range(0x400, 0x530)]) if c.isalpha() and c not in _CONFUSABLE) + "]"
+)
+
+
+def _unconfuse(norm: str) -> str:
+    """Map look-alike letters to Latin in words that are not real Cyrillic or Greek words.
+
+    "DRОP" (a Cyrillic O among Latin letters) and "ассеѕѕ" (all look-alikes) become Latin;
+    "пароль" and "Ошибка" stay as they are, so rules can be written for Russian or Greek text.
+    Short all-look-alike words of those languages ("не", "на") are mapped too; rule patterns go
+    through this same function, so they still line up. Every mapping is one character to one."""
+    if not _SPECIAL.search(norm):
+        return norm
+    parts, pos = [], 0
+    for m in _CONFUSABLE_WORD.finditer(norm):
+        if _REAL_NON_LATIN.search(m.group()):
+            continue
+        parts.append(norm[pos : m.start()])
+        parts.append(m.group().translate(_UNCONFUSE))
+        pos = m.end()
+    parts.append(norm[pos:])
+    return "".join(parts)
 
 
 def normalise(text: str) -> tuple[str, list[int] | None]:
@@ -70,7 +105,7 @@ def normalise(text: str) -> tuple[str, list[int] | None]:
     # Most non-ASCII logs only carry a few check marks or box-drawing characters that NFKC and
     # casefolding leave at one character each: then offsets are unchanged and no map is needed.
     # (lower() rather than casefold() here: it is much faster on long text, and the characters the
-    # two treat differently, such as the sharp s, never occur in a rule.)
+    # two treat differently, such as the sharp s, never occur in a rule: the loader checks.)
     if unicodedata.is_normalized("NFKC", text) and not _SPECIAL.search(text):
         lowered = text.lower()
         if len(lowered) == len(text):
@@ -86,13 +121,13 @@ def normalise(text: str) -> tuple[str, list[int] | None]:
             ch = text[i]
             if ch in _INVISIBLE:
                 continue
-            n = "".join(_CONFUSABLE.get(c, c) for c in unicodedata.normalize("NFKC", ch).casefold())
+            n = unicodedata.normalize("NFKC", ch).casefold()
             parts.append(n)
             offsets.extend([i] * len(n))
         pos = m.end()
     parts.append(text[pos:].lower())
     offsets.extend(range(pos, len(text) + 1))
-    return "".join(parts), offsets
+    return _unconfuse("".join(parts)), offsets
 
 
 # Word cues are found by splitting on these; '-' and '_' stay inside words, so `test_token_refresh`
@@ -105,375 +140,384 @@ def _words(norm: str) -> set[bytes]:
     return set(norm.encode("utf-8", "surrogatepass").translate(_SPLIT).split())
 
 
-# ---------------------------------------------------------------- rules
+# ---------------------------------------------------------------- rules as data
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     id: str
     category: str
-    pattern: re.Pattern[str]
-    cues: tuple[str, ...]  # words that must occur for the rule to be possible; "x*" = a word starting with x
-    accept: Callable[[str, re.Match[str]], bool] | None = None  # context check on the normalised text
+    family: str
+    # The pattern(s) as alternatives that each start with a literal, so the regex engine can skip
+    # ahead to it (a leading \b or group costs 100x on a long log), each with whether it must start
+    # a word (its \b is checked in code) and the cues that let it run (as the prefilter reports
+    # them: "x", "x" for "x*", "x" for "*x*").
+    matchers: tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]
+    patterns: tuple[str, ...]  # the patterns as written, fragments filled in and look-alikes folded
+    # Words one of which must occur for the rule to be possible: "x" a word, "x*" a word starting
+    # with x, "*x*" anywhere in the text (for scripts written without spaces; non-ASCII only). The
+    # rule's own cues and those of its patterns that carry their own.
+    cues: tuple[str, ...]
+    checks: tuple[Check, ...]  # context checks on the normalised text; all must accept a match
+    fire: tuple[str, ...]  # examples it must fire on
+    pass_: tuple[str, ...]  # look-alikes nothing may fire on
+    source: str  # "access.yaml:120", for messages
+
+    def accepts(self, norm: str, m: re.Match[str]) -> bool:
+        return all(check(norm, m) for check in self.checks)
+
+    def fires(self, text: str) -> bool:
+        """This rule alone, cue prefilter included, on `text`."""
+        norm, _ = normalise(text)
+        words = _words(norm)
+        cues = _Cues((self,)).candidates(norm, words, {w[:3] for w in words}).get(0)
+        return cues is not None and _first_hit(self, norm, cues) is not None
 
 
-def _line_of(norm: str, m: re.Match[str]) -> tuple[int, int]:
-    start = norm.rfind("\n", 0, m.start()) + 1
-    end = norm.find("\n", m.end())
-    return start, (len(norm) if end < 0 else end)
+class RuleFileError(ValueError):
+    """A rule file that cannot be used. `str()` reads `file:line: field: message`."""
+
+    def __init__(self, file: str, line: int | None, field: str, message: str):
+        self.file, self.line, self.field, self.message = file, line, field, message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
 
 
-def _not_an_audit_count(norm: str, m: re.Match[str]) -> bool:
-    # "found 13 vulnerabilities (2 low, 11 moderate)" and "0 vulnerabilities" are routine npm
-    # summaries (those with high or critical findings are security.npm_audit); "Fixed following
-    # vulnerabilities" is a dependency's release note, not a finding.
-    before = norm[max(0, m.start() - 40) : m.start()]
-    if re.search(r"(?:\b\d+|\bno(?: known)?)\s+(?:\w+\s+){0,2}$", before):
-        return False
-    return not re.search(r"\b(?:fix(?:e[sd])?|patch(?:e[sd])?|address(?:e[sd])?)\b[^\n]{0,30}$", before)
+_FILE_KEYS = {"category", "context", "families"}
+_FAMILY_KEYS = {"about", "rules"}
+_RULE_KEYS = {"id", "cues", "pattern", "patterns", "context", "skip_context", "fire", "pass"}
 
 
-_TEST_LINE = re.compile(r"\s*(?:[\u2713\u2714\u221a\u2717\u2716\u00d7\u2718]|ok\s+\d|not\s+ok\s+\d|(?:it|test|describe)\s*\()")
+def load_rules(paths: Iterable[Path]) -> tuple[Rule, ...]:
+    """Every rule of the given files, validated and compiled, in file order."""
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        for rule in _load_file(path):
+            if rule.id in seen:
+                raise RuleFileError(path.name, int(rule.source.rsplit(":", 1)[1]), "id",
+                                    f"{rule.id!r} is already defined at {seen[rule.id]}")
+            seen[rule.id] = rule.source
+            rules.append(rule)
+    return tuple(rules)
 
 
-def _not_a_test_description(norm: str, m: re.Match[str]) -> bool:
-    # A test runner's line for a test ("✓ throws when the access token is invalid") names what the
-    # test checks; it is not the system reporting that it happened.
-    start, _ = _line_of(norm, m)
-    return not _TEST_LINE.match(norm, start)
+@functools.cache
+def builtin_rules() -> tuple[Rule, ...]:
+    return load_rules(sorted(RULES_DIR.glob("*.yaml")))
 
 
-def _delete_without_where(norm: str, m: re.Match[str]) -> bool:
-    end = norm.find(";", m.end())
-    stmt = norm[m.end() : m.end() + 300 if end < 0 else min(end, m.end() + 300)]
-    stmt = stmt.split("\n\n", 1)[0]
-    return not re.search(r"\b(?:where|using|limit)\b", stmt)
+class _Reader:
+    """One rule file's YAML nodes, read with errors that name the file, line and field."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def compose(self, source: str) -> yaml.Node:
+        try:
+            return yaml.compose(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise RuleFileError(self.name, mark.line + 1 if mark else None, "", f"YAML syntax: {getattr(exc, 'problem', exc)}") from None
+
+    def fail(self, node: yaml.Node, field: str, message: str) -> RuleFileError:
+        return RuleFileError(self.name, node.start_mark.line + 1, field, message)
+
+    def mapping(self, node: yaml.Node, field: str, allowed: set[str], required: set[str]) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, field, "must be a mapping")
+        out: dict[str, yaml.Node] = {}
+        for k, v in node.value:
+            key = f"{field}.{k.value}".lstrip(".")
+            if k.value in out:
+                raise self.fail(k, key, "duplicate key")
+            if allowed and k.value not in allowed:
+                raise self.fail(k, key, f"unknown key; use {sorted(allowed)}")
+            out[k.value] = v
+        for key in sorted(required - set(out)):
+            raise self.fail(node, f"{field}.{key}".lstrip("."), "missing")
+        return out
+
+    def text(self, node: yaml.Node, field: str) -> str:
+        if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
+            raise self.fail(node, field, f"must be a string; quote {node.value!r} (YAML reads it as {node.tag.rsplit(':', 1)[-1]})")
+        if not isinstance(node, yaml.ScalarNode) or not node.value:
+            raise self.fail(node, field, "must be a non-empty string")
+        return node.value
+
+    def nodes(self, node: yaml.Node, field: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(node, field, "must be a non-empty list")
+        return node.value
+
+    def texts(self, node: yaml.Node, field: str) -> list[str]:
+        return [self.text(n, f"{field}[{i}]") for i, n in enumerate(self.nodes(node, field))]
+
+    def checks(self, node: yaml.Node, field: str) -> list[str]:
+        names = self.texts(node, field)
+        for n, name in zip(node.value, names):
+            if name not in CHECKS:
+                raise self.fail(n, field, f"unknown context check {name!r}; use {sorted(CHECKS)}")
+        return names
+
+    def cues(self, node: yaml.Node, field: str) -> tuple[str, ...]:
+        return tuple(_cue(cue, lambda msg, n=n: self.fail(n, field, msg)) for n, cue in zip(node.value, self.texts(node, field)))
+
+    def pattern(self, node: yaml.Node, field: str) -> str:
+        return _pattern_source(self.text(node, field), lambda msg: self.fail(node, field, msg))
 
 
-def _force_push_to_main(norm: str, m: re.Match[str]) -> bool:
-    start, end = _line_of(norm, m)
-    cmd = re.split(r"[;&|]", norm[m.start() : end], maxsplit=1)[0]
-    forced = re.search(r"(?:^|\s)(?:--force(?:-with-lease)?|-f)\b|\s\+\S", cmd)
-    return bool(forced) and bool(re.search(r"\b(?:main|master|prod|production|release)\b", cmd))
+def _load_file(path: Path) -> list[Rule]:
+    reader = _Reader(path.name)
+    top = reader.mapping(reader.compose(path.read_text(encoding="utf-8")), "", _FILE_KEYS, {"category", "families"})
+    category = reader.text(top["category"], "category")
+    if category not in HARD_STOP_CATEGORIES:
+        raise reader.fail(top["category"], "category", f"{category!r} is not one of {list(HARD_STOP_CATEGORIES)}")
+    defaults = reader.checks(top["context"], "context") if "context" in top else []
+    rules: list[Rule] = []
+    for family, fnode in reader.mapping(top["families"], "families", set(), set()).items():
+        fam = reader.mapping(fnode, f"families.{family}", _FAMILY_KEYS, {"about", "rules"})
+        reader.text(fam["about"], f"{family}.about")
+        for index, rnode in enumerate(reader.nodes(fam["rules"], f"{family}.rules")):
+            rules.append(_parse_rule(reader, rnode, f"{family}.rules[{index}]", category, family, defaults))
+    return rules
 
 
-def _not_orm_logging(norm: str, m: re.Match[str]) -> bool:
-    # Hibernate, Liquibase and friends log the DDL they run against a test database.
-    start, _ = _line_of(norm, m)
-    return not re.search(r"hibernate|\bjooq\b|liquibase|flyway|sqlalchemy|\bddl\b|h2database|testcontainers", norm[start : m.start()])
+def _parse_rule(reader: _Reader, node: yaml.Node, field: str, category: str, family: str, defaults: list[str]) -> Rule:
+    r = reader.mapping(node, field, _RULE_KEYS, {"id", "fire", "pass"})
+    rid = reader.text(r["id"], "id")
+    if not rid.startswith(category + "."):
+        raise reader.fail(r["id"], "id", f"{rid!r} must start with {category + '.'!r}")
+    if ("pattern" in r) == ("patterns" in r):
+        raise reader.fail(node, rid, "give exactly one of pattern or patterns")
+    cues = reader.cues(r["cues"], f"{rid}.cues") if "cues" in r else ()
+    # A pattern is a string (run when one of the rule's cues occurs) or {cues, pattern} (run when
+    # one of its own does): alternatives with rare words of their own stay cheap.
+    sources: list[tuple[yaml.Node, str, tuple[str, ...]]] = []
+    for i, pn in enumerate(reader.nodes(r["patterns"], f"{rid}.patterns") if "patterns" in r else [r["pattern"]]):
+        where = f"{rid}.patterns[{i}]" if "patterns" in r else f"{rid}.pattern"
+        if isinstance(pn, yaml.MappingNode):
+            pm = reader.mapping(pn, where, {"cues", "pattern"}, {"cues", "pattern"})
+            sources.append((pm["pattern"], reader.pattern(pm["pattern"], f"{where}.pattern"), reader.cues(pm["cues"], f"{where}.cues")))
+        else:
+            if not cues:
+                raise reader.fail(pn, f"{rid}.cues", "missing: a pattern without its own cues needs the rule's")
+            sources.append((pn, reader.pattern(pn, where), cues))
+    own = reader.checks(r["context"], f"{rid}.context") if "context" in r else []
+    skip = reader.checks(r["skip_context"], f"{rid}.skip_context") if "skip_context" in r else []
+    for n, name in zip(r["skip_context"].value if skip else [], skip):
+        if name not in defaults:
+            raise reader.fail(n, f"{rid}.skip_context", f"{name!r} is not a context check of this file")
+    # The rule's own checks run first: they are the selective ones, the file's are generic.
+    names = [c for c in own if c not in defaults] + [c for c in defaults if c not in skip]
+    return Rule(
+        id=rid,
+        category=category,
+        family=family,
+        matchers=_compile(sources, reader, rid),
+        patterns=tuple(s for _, s, _ in sources),
+        cues=tuple(dict.fromkeys(cue for _, _, own_cues in sources for cue in own_cues)),
+        checks=tuple(CHECKS[c] for c in names),
+        fire=tuple(reader.texts(r["fire"], f"{rid}.fire")),
+        pass_=tuple(reader.texts(r["pass"], f"{rid}.pass")),
+        source=f"{reader.name}:{node.start_mark.line + 1}",
+    )
 
 
-def _not_a_test_expectation(norm: str, m: re.Match[str]) -> bool:
-    # "expected status 401 to equal 200" is a test assertion about an API's auth behaviour,
-    # a routine test failure; "expected 200 but got 403" still matches at "got 403".
-    start, _ = _line_of(norm, m)
-    return not re.search(r"\bexpect(?:ed|s|ing)?\s*$", norm[max(start, m.start() - 24) : m.start()])
+_FRAGMENT = re.compile(r"\{\{(\w+)\}\}")
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
 
 
-def _p(rx: str) -> re.Pattern[str]:
-    return re.compile(rx)
+def _pattern_source(source: str, fail) -> str:
+    """A pattern as written -> as compiled: `{{name}}` fragments filled in, look-alike letters
+    folded as `normalise` folds the input. Patterns are written as normalised text is: lower
+    case, NFKC (so no full-width colon, no sharp s)."""
+    literal = _ESCAPE.sub("", source)
+    if literal != unicodedata.normalize("NFKC", literal).casefold() or literal != literal.lower():
+        raise fail("must be written in lower case and NFKC form, as normalised input is (escapes like \\S are fine)")
+
+    def fill(m: re.Match[str]) -> str:
+        if m.group(1) not in FRAGMENTS:
+            raise fail(f"unknown fragment {{{{{m.group(1)}}}}}; use {sorted(FRAGMENTS)}")
+        return FRAGMENTS[m.group(1)]
+
+    source = _FRAGMENT.sub(fill, source)
+    # Fold look-alikes word by word, leaving escapes (\s, \b) alone so they do not join words.
+    parts, pos = [], 0
+    for m in _ESCAPE.finditer(source):
+        parts.append(_unconfuse(source[pos : m.start()]))
+        parts.append(m.group())
+        pos = m.end()
+    parts.append(_unconfuse(source[pos:]))
+    return "".join(parts)
 
 
-_HTTP_CONTEXT = (
-    r"(?:\bhttp(?:/\d(?:\.\d)?)?|\bstatus(?:\s*code)?|\bresponse(?:\s*code)?|\breturn(?:ed)?(?:\s*code)?(?:\s*is)?"
-    r"|\breceived|\bgot|\bresponded\s+with|\bfailed\s+with|\berror|\bcode|\bserver\s+returned|\breason)"
-)
+def _compile(sources: list[tuple[yaml.Node, str, tuple[str, ...]]], reader: _Reader, rid: str) -> tuple[tuple[re.Pattern[str], bool, frozenset[str]], ...]:
+    matchers: list[tuple[re.Pattern[str], bool, frozenset[str]]] = []
+    for node, source, cues in sources:
+        gate = frozenset(_cue_body(c) for c in cues)
+        try:
+            re.compile(source)
+            matchers += [(re.compile(alt), word_start, gate) for alt, word_start in _literal_first(source)]
+        except re.error as exc:
+            raise reader.fail(node, f"{rid}.pattern", f"bad regex: {exc}") from None
+    return tuple(matchers)
 
-_RULES: tuple[_Rule, ...] = (
-    # -------------------------------------------------------------- security
-    _Rule("security.cve", "security", _p(r"\bcve-\d{4}-\d{4,7}\b"), ("cve-*",)),
-    _Rule("security.ghsa", "security", _p(r"\bghsa(?:-[23456789cfghjmpqrvwx]{4}){3}\b"), ("ghsa-*",)),
-    _Rule("security.advisory", "security", _p(r"\bsecurity\s+advisor(?:y|ies)\b"), ("advisory", "advisories")),
-    _Rule(
-        "security.npm_audit",
-        "security",
-        _p(r"\b\d+\s+(?:high|critical)(?:\s+severity)?\s+vulnerabilit(?:y|ies)\b"
-           r"|\bvulnerabilit(?:y|ies)\s*\([^)\n]*\b[1-9]\d*\s+(?:high|critical)\b"
-           r"|\bseverity:\s*(?:high|critical)\b"),
-        ("vulnerability", "vulnerabilities", "severity"),
-    ),
-    _Rule(
-        "security.vulnerability",
-        "security",
-        _p(r"\bvulnerab(?:le|ility|ilities)\b"),
-        ("vulnerable", "vulnerability", "vulnerabilities"),
-        _not_an_audit_count,
-    ),
-    _Rule(
-        "security.malicious_package",
-        "security",
-        _p(r"\bmalicious\s+(?:package|code|version|dependency|module|software|release)s?\b"),
-        ("malicious",),
-    ),
-    _Rule("security.remote_code_execution", "security", _p(r"\bremote\s+code\s+execution\b"), ("execution",)),
-    # -------------------------------------------------------------- access
-    _Rule(
-        "access.http_401",
-        "access",
-        _p(_HTTP_CONTEXT + r"\s*(?:is)?\s*[:=]?\s*401\b|\b401\s*[(:\-]?\s*(?:unauthori[sz]ed|authentication)\b|\be401\b"),
-        ("401", "e401"),
-        _not_a_test_expectation,
-    ),
-    _Rule(
-        "access.http_403",
-        "access",
-        _p(_HTTP_CONTEXT + r"\s*(?:is)?\s*[:=]?\s*403\b|\b403\s*[(:\-]?\s*forbidden\b|\be403\b"),
-        ("403", "e403"),
-        _not_a_test_expectation,
-    ),
-    _Rule("access.unauthorized", "access", _p(r"\bunauthori[sz]ed\b|\bunauthenticated\b"), ("unauthorized", "unauthorised", "unauthenticated")),
-    _Rule(
-        "access.forbidden",
-        "access",
-        # Not forbiddenapis' "Forbidden method invocation", a code-style check.
-        _p(r"\bforbidden\b(?!\s+(?:method|class|api|field|invocation|import|character|word|package|signature|annotation))"),
-        ("forbidden",),
-    ),
-    _Rule(
-        "access.permission_denied",
-        "access",
-        _p(r"\bpermission\s+denied\s*\((?:publickey|password|keyboard-interactive|gssapi)"
-           r"|\bpermission\s+denied\s+for\s+(?:relation|table|database|schema|sequence|function|user|role|view)\b"
-           r"|\bpermission\s+denied\s+to\s+(?:\S+\s+)?(?:user|repository|create|access|push|database)\b"
-           r"|\bpermission\s+to\s+\S+\s+denied\b"
-           r"|\bpermission\s+denied\s+while\s+trying\s+to\s+connect\s+to\s+the\s+docker\s+daemon"
-           r"|\bpermission_denied\b"),
-        ("permission", "permission_denied"),
-    ),
-    _Rule(
-        "access.access_denied",
-        "access",
-        _p(r"\baccess\s+(?:is\s+)?denied\b|\baccessdenied(?:exception)?\b|\baccess_denied\b"),
-        ("denied", "accessdenied", "accessdeniedexception", "access_denied"),
-    ),
-    _Rule(
-        "access.pull_access_denied",
-        "access",
-        _p(r"\bpull\s+access\s+denied\b|\brequested\s+access\s+to\s+the\s+resource\s+is\s+denied\b"),
-        ("denied",),
-    ),
-    _Rule(
-        "access.authentication_failed",
-        "access",
-        _p(r"\bauthenticat(?:ion|e)\s+(?:has\s+)?(?:failed|failure|required|error|is\s+required|denied)\b"
-           r"|\bfailed\s+to\s+authenticate\b|\bnot\s+authenticated\b|\blogin\s+failed\b"
-           r"|\bauthentication\s+(?:token\s+)?(?:has\s+)?expired\b|\bneedauth\b|\beneedauth\b"),
-        ("authentication", "authenticate", "authenticated", "login", "needauth", "eneedauth"),
-    ),
-    _Rule(
-        "access.token",
-        "access",
-        _p(r"\b(?:invalid|expired|missing|revoked|bad|incorrect|no\s+valid)\s+"
-           r"(?:(?:api|access|auth|authentication|oauth|bearer|personal\s+access|github|gitlab|npm|registry|refresh|session)\s+)?"
-           r"tokens?\b(?!\s*(?:in\b|at\b|after\b|before\b|['\"`(<]))"
-           r"|\btokens?\s+(?:(?:has|have|is|was)\s+)?(?:expired|invalid|revoked|missing|not\s+(?:found|provided|set|valid))\b"),
-        ("token", "tokens"),
-    ),
-    _Rule(
-        "access.bad_credentials",
-        "access",
-        _p(r"\bbad\s+credentials\b|\binvalid\s+(?:username\s+or\s+password|login)\b"
-           r"|\b(?:no|missing|invalid|incorrect|wrong|expired|bad)\s+(?:\w+\s+)?credentials?\b"
-           r"|\bcredentials?\s+(?:are\s+|were\s+|is\s+|has\s+)?(?:invalid|incorrect|expired|missing|required|not\s+found|rejected|denied)\b"
-           r"|\b(?:could\s+not|unable\s+to|failed\s+to)\s+(?:find|load|locate|resolve|get|read)\s+(?:any\s+)?(?:\w+\s+)?credentials\b"
-           r"|\bno\s+basic\s+auth\s+credentials\b"),
-        ("credential", "credentials"),
-    ),
-    _Rule(
-        "access.insufficient_scope",
-        "access",
-        _p(r"\binsufficient\s+(?:scopes?|permissions?|privileges?|access)\b|\bmissing\s+(?:required\s+)?scopes?\b"
-           r"|\brequires?\s+(?:the\s+)?[`'\"]?[\w:]+[`'\"]?\s+scope\b"),
-        ("insufficient", "scope", "scopes"),
-    ),
-    _Rule(
-        "access.sso",
-        "access",
-        _p(r"\b(?:sso|saml)\b[^\n]{0,60}?\b(?:required|enforce\w*|authori[sz]\w*|authenticat\w*|login|log\s+in|session|expired|denied|failed|protected)"
-           r"|\b(?:authori[sz]e|enable|re-?authori[sz]e)\b[^\n]{0,40}?\b(?:sso|saml)\b|\bsingle\s+sign-on\b"),
-        ("sso", "saml", "sign-on"),
-    ),
-    _Rule(
-        "access.registry_auth",
-        "access",
-        _p(r"\b(?:unable|failed|could\s+not)\s+to\s+(?:authenticate|log\s*in)\s+(?:with|to|against|into)\s+(?:the\s+)?(?:\S+\s+)?registry\b"
-           r"|\bregistry\s+(?:auth\w*|login)\s+(?:failed|required|error)\b"),
-        ("registry",),
-    ),
-    _Rule(
-        "access.not_authorized",
-        "access",
-        _p(r"\bnot\s+authori[sz]ed\b|\bis\s+not\s+allowed\s+to\s+access\b"),
-        ("authorized", "authorised", "allowed"),
-    ),
-    _Rule(
-        "access.credential_prompt",
-        "access",
-        _p(r"\bcould\s+not\s+read\s+(?:username|password)\b|\bterminal\s+prompts\s+disabled\b"),
-        ("username", "password", "prompts"),
-    ),
-    # -------------------------------------------------------------- production / irreversible
-    _Rule(
-        "production.terraform_destroy",
-        "production",
-        _p(r"\bterraform\s+(?:-\S+\s+){0,6}destroy\b|\bterraform\s+(?:plan|apply)\b[^\n]*\s-destroy\b"),
-        ("terraform",),
-    ),
-    _Rule(
-        "production.drop",
-        "production",
-        _p(r"\bdrop\s+(?:table|database|schema)\b"),
-        ("drop",),
-        _not_orm_logging,
-    ),
-    _Rule("production.truncate", "production", _p(r"\btruncate\s+table\b"), ("truncate",), _not_orm_logging),
-    _Rule(
-        "production.delete_without_where",
-        "production",
-        _p(r"\bdelete\s+from\s+[\w.\"`\[\]]+"),
-        ("delete",),
-        lambda norm, m: _delete_without_where(norm, m) and _not_orm_logging(norm, m),
-    ),
-    _Rule("production.kubectl_delete", "production", _p(r"\bkubectl\s+(?:\S+\s+){0,6}?delete\b"), ("kubectl",)),
-    _Rule("production.helm_uninstall", "production", _p(r"\bhelm\s+(?:uninstall|delete|del)\b"), ("helm",)),
-    _Rule(
-        "production.helm_to_production",
-        "production",
-        _p(r"\bhelm\s+(?:upgrade|install|rollback)\b[^\n]*?(?:--namespace[=\s]+|\s-n\s+|--kube-context[=\s]+)[\w-]*prod"),
-        ("helm",),
-    ),
-    _Rule(
-        "production.rm_rf_root",
-        "production",
-        _p(r"\brm\s+(?:-[a-z]*r[a-z]*f[a-z]*|-[a-z]*f[a-z]*r[a-z]*|-r\s+-f|-f\s+-r|--recursive\s+--force|--force\s+--recursive)"
-           r"\s+(?:--no-preserve-root\s+)?(?:/\*?|~/?|\$home/?)(?=\s|$|;|&|\|)"),
-        ("rm",),
-    ),
-    _Rule(
-        "production.rm_rf_datastore",
-        "production",
-        # Wiping a database's data directory is irreversible wherever it runs.
-        _p(r"\brm\s+-[a-z]*(?:rf|fr)[a-z]*\s+\S*/var/lib/(?:postgresql|mysql|mongodb|redis|elasticsearch|cassandra|etcd)\b"),
-        ("rm",),
-    ),
-    _Rule("production.force_push_main", "production", _p(r"\bgit\s+push\b"), ("push",), _force_push_to_main),
-    _Rule(
-        "production.deploy_to_production",
-        "production",
-        _p(r"\bdeploy(?:s|ed|ing|ment)?\s+(?:\S+\s+){0,3}?to\s+(?:the\s+)?prod(?:uction)?\b"
-           r"|\bprod(?:uction)?\s+deploy(?:s|ment)?\b"),
-        ("deploy", "deploys", "deployed", "deploying", "deployment"),
-    ),
-    _Rule(
-        "production.production_data",
-        "production",
-        _p(r"\bproduction\s+(?:database|db|data|customers?|customer\s+data|cluster|bucket|server)s?\b"
-           r"|\bprod\s+(?:database|db|cluster)\b|\bcustomer\s+(?:database|db|records|pii)\b"),
-        ("production", "prod", "customer"),
-    ),
-    _Rule(
-        "production.rotate_credentials",
-        "production",
-        _p(r"\brotat(?:e|ing|ion\s+of)\s+(?:the\s+|all\s+|our\s+|your\s+)?(?:[\w-]+\s+)?(?:credentials?|keys?|secrets?|tokens?|passwords?)\b"
-           r"|\b(?:credential|key|secret|token|password)s?\s+rotation\b"),
-        ("rotate", "rotating", "rotation"),
-    ),
-    _Rule(
-        "production.migrate_production",
-        "production",
-        _p(r"\bmigrat(?:e|es|ed|ion|ions|ing)\b[^\n.]{0,60}?\b(?:production|prod|customer)\s+(?:database|db|data)\b"),
-        ("migrate", "migrates", "migrated", "migration", "migrations", "migrating"),
-    ),
-    _Rule("production.drop_production", "production", _p(r"\bdrop(?:ping)?\s+(?:the\s+)?prod(?:uction)?\b"), ("drop", "dropping")),
-    # -------------------------------------------------------------- novel crashes
-    _Rule("novel.segfault", "novel", _p(r"\bsegmentation\s+fault\b|\bsigsegv\b|\bsegfault(?:ed)?\b"), ("segmentation", "sigsegv", "segfault", "segfaulted")),
-    _Rule("novel.core_dumped", "novel", _p(r"\bcore\s+dumped\b"), ("dumped",)),
-    _Rule("novel.kernel_panic", "novel", _p(r"\bkernel\s+panic\b"), ("kernel",)),
-    _Rule("novel.internal_compiler_error", "novel", _p(r"\binternal\s+compiler\s+error\b"), ("compiler",)),
-    _Rule("novel.illegal_instruction", "novel", _p(r"\billegal\s+instruction\b|\bsigill\b"), ("illegal", "sigill")),
-    _Rule("novel.bus_error", "novel", _p(r"\bbus\s+error\b|\bsigbus\b"), ("bus", "sigbus")),
-    _Rule("novel.stack_smashing", "novel", _p(r"\bstack\s+smashing\s+detected\b"), ("smashing",)),
-    _Rule(
-        "novel.heap_corruption",
-        "novel",
-        _p(r"\bdouble\s+free\s+or\s+corruption\b|\bfree\(\):\s+invalid\s+pointer\b|\bmalloc\(\):\s+\w*\s*corrupted\b"
-           r"|\bheap\s+corruption\b|\bheap-buffer-overflow\b"),
-        ("double", "free", "malloc", "corruption", "heap-buffer-overflow"),
-    ),
-    _Rule(
-        "novel.runtime_abort",
-        "novel",
-        _p(r"\bfatal\s+runtime\s+error\b|\bsigabrt\b|\bhas\s+overflowed\s+its\s+stack\b"),
-        ("runtime", "sigabrt", "overflowed"),
-    ),
-    _Rule("novel.fatal_python_error", "novel", _p(r"\bfatal\s+python\s+error\b"), ("python",)),
-    _Rule(
-        "novel.jvm_crash",
-        "novel",
-        _p(r"\ba\s+fatal\s+error\s+has\s+been\s+detected\s+by\s+the\s+java\s+runtime\s+environment\b"),
-        ("runtime",),
-    ),
-    _Rule(
-        "novel.unreachable",
-        "novel",
-        _p(r"\bthis\s+should\s+never\s+happen\b|\bunreachable\s+code\s+(?:was\s+)?reached\b|\bentered\s+unreachable\s+code\b"
-           r"|\bshould\s+not\s+(?:be\s+)?reach(?:ed)?\s+here\b"),
-        ("never", "unreachable", "reach", "reached"),
-    ),
-)
 
-# Words and word prefixes that make a distinctive secret possible (the detector lives in redact).
-_SECRET_WORDS = frozenset(
-    (b"-----begin", b"-----end", b"_authtoken", b"_auth", b"_password", b"authorization", b"bearer", b"hooks")
-)
-_SECRET_PREFIXES = (
-    "akia", "asia", "abia", "acca", "agpa", "aida", "aipa", "aroa", "anpa", "anva", "a3t",
-    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-", "aiza",
-    "sk_live_", "rk_live_", "sk_test_", "rk_test_", "whsec_", "npm_", "eyj",
-)
-_URL_PASSWORD = re.compile(r"://[^\s:/@]+:[^\s@/]+@")
+def _cue_body(cue: str) -> str:
+    """A cue as the prefilter reports it present: "x*" -> "x", "*x*" -> "x"."""
+    return cue[1:-1] if cue.startswith("*") and cue.endswith("*") and len(cue) > 2 else cue.rstrip("*")
+
+
+_MAX_ALTERNATIVES = 64
+
+
+def _literal_first(source: str) -> list[tuple[str, bool]]:
+    r"""`source` as alternatives that match the same text, each starting with a literal where it
+    can: top-level `|` split, a leading group of alternatives distributed (`\b(?:rails|rake)\s`
+    -> `rails\s`, `rake\s`), a leading \b before a word character dropped (and flagged, to be
+    checked in code). CPython's regex engine only skips ahead fast to a literal prefix."""
+    out: list[tuple[str, bool]] = []
+    pending = [(alt, False) for alt in _split_top(source)]
+    while pending:
+        alt, word_start = pending.pop(0)
+        if alt.startswith("\\b") and len(alt) > 2 and (alt[2].isalnum() or alt[2] == "_" or alt.startswith("\\b(?:")):
+            pending.insert(0, (alt[2:], True))
+            continue
+        group = _leading_group(alt)
+        if group is not None and len(out) + len(pending) < _MAX_ALTERNATIVES:
+            inner, rest, optional = group
+            pending[:0] = [(x + rest, word_start) for x in _split_top(inner)] + ([(rest, word_start)] if optional else [])
+            continue
+        if word_start and not (alt[:1].isalnum() or alt[:1] == "_"):
+            # \b before something that is not a literal word character keeps its regex meaning.
+            alt, word_start = "\\b" + alt, False
+        out.append((alt, word_start))
+    return out
+
+
+def _split_top(source: str) -> list[str]:
+    """Split a regex at its top-level `|`s."""
+    parts, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(source):
+        c = source[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if source[i + 1 : i + 2] == "]" or source[i + 1 : i + 3] == "^]":
+                i += 2 if source[i + 1] == "]" else 3
+                continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(source[start:i])
+            start = i + 1
+        i += 1
+    parts.append(source[start:])
+    return parts
+
+
+def _leading_group(alt: str) -> tuple[str, str, bool] | None:
+    """(inner, rest, optional) when `alt` starts with a non-capturing group, bare or with `?`."""
+    if not alt.startswith("(?:"):
+        return None
+    depth, i, in_class = 0, 0, False
+    while i < len(alt):
+        c = alt[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                rest = alt[i + 1 :]
+                if rest[:1] == "?" and rest[1:2] not in ("?", "+"):
+                    return alt[3:i], rest[1:], True
+                if rest[:1] in ("?", "*", "+", "{"):
+                    return None
+                return alt[3:i], rest, False
+        i += 1
+    return None
+
+
+def _cue(cue: str, fail) -> str:
+    if cue.startswith("*") and cue.endswith("*") and len(cue) > 2:
+        body = cue[1:-1]
+        if body.isascii():
+            raise fail(f"substring cue {cue!r} must hold a non-ASCII character (ASCII cues are words or prefixes)")
+        norm, _ = normalise(body)
+        return f"*{norm}*"
+    prefix = cue.endswith("*")
+    body = cue.rstrip("*")
+    norm, _ = normalise(body)
+    if norm != body or not body:
+        raise fail(f"cue {cue!r} must be written as normalised text is (lower case)")
+    if _words(norm) != {norm.encode()}:
+        raise fail(f"cue {cue!r} is not one word as the input is split into words")
+    if prefix and len(norm.encode()) < 3:
+        raise fail(f"prefix cue {cue!r} needs at least 3 bytes before the *")
+    return cue
+
+
+# ---------------------------------------------------------------- cue prefilter
 
 
 class _Cues:
     """Which rules an input can possibly trigger, from the set of its words.
 
-    Exact cue words are looked up with one set intersection; prefix cues (`cve-*`, `ghp_`) through
-    the set of 3-byte word heads, so no rule costs anything on an input that lacks its cue."""
+    Exact cue words are looked up with one set intersection; prefix cues (`cve-*`) through the
+    set of 3-byte word heads; substring cues (`*鉴权*`) only when the input is not ASCII. So no
+    rule costs anything on an input that lacks its cue."""
 
-    def __init__(self, rules: Sequence[_Rule]):
+    def __init__(self, rules: Sequence[Rule]):
         self.exact: dict[bytes, list[int]] = {}
         self.prefix: dict[bytes, list[int]] = {}
+        self.substring: dict[str, list[int]] = {}
         for i, rule in enumerate(rules):
             for cue in rule.cues:
-                table = self.prefix if cue.endswith("*") else self.exact
-                table.setdefault(cue.rstrip("*").encode(), []).append(i)
+                if cue.startswith("*") and cue.endswith("*"):
+                    self.substring.setdefault(cue[1:-1], []).append(i)
+                elif cue.endswith("*"):
+                    self.prefix.setdefault(cue[:-1].encode(), []).append(i)
+                else:
+                    self.exact.setdefault(cue.encode(), []).append(i)
         self.exact_keys = frozenset(self.exact)
+        # One pass finds the substring cues present; a shorter cue inside a found one is present too.
+        self.substring_rx = re.compile("|".join(re.escape(c) for c in sorted(self.substring, key=len, reverse=True))) if self.substring else None
 
-    def candidates(self, words: set[bytes], heads: set[bytes]) -> dict[int, list[str]]:
+    def candidates(self, norm: str, words: set[bytes], heads: set[bytes]) -> dict[int, list[str]]:
         """rule index -> the cue strings present (for locating windows)."""
         out: dict[int, list[str]] = {}
         for cue in words & self.exact_keys:
             for i in self.exact[cue]:
                 out.setdefault(i, []).append(cue.decode())
-        for cue, idx in self.prefix.items():
-            if cue[:3] in heads:
-                for i in idx:
-                    out.setdefault(i, []).append(cue.decode())
+        if self.prefix:
+            for cue, idx in self.prefix.items():
+                if cue[:3] in heads:
+                    for i in idx:
+                        out.setdefault(i, []).append(cue.decode())
+        if self.substring_rx is not None and not norm.isascii():
+            found = set(self.substring_rx.findall(norm))
+            for cue, idx in self.substring.items():
+                if cue in found or any(cue in f for f in found):
+                    for i in idx:
+                        out.setdefault(i, []).append(cue)
         return out
 
 
-def _skip_test_descriptions(rule: _Rule) -> _Rule:
-    if rule.category not in ("access", "production"):
-        return rule
-    inner = rule.accept
-    return _Rule(
-        rule.id, rule.category, rule.pattern, rule.cues,
-        (lambda norm, m: _not_a_test_description(norm, m) and inner(norm, m)) if inner else _not_a_test_description,
-    )
-
-
-_RULES = tuple(_skip_test_descriptions(r) for r in _RULES)
-_CUES = _Cues(_RULES)
+# ---------------------------------------------------------------- policy phrases
 
 
 @dataclass(frozen=True)
@@ -498,13 +542,28 @@ def _phrase_rule(category: str, index: int, phrase: str) -> _Phrase | None:
     return _Phrase(f"policy.{category}.{index}", category, re.compile(left + body + right), cue[0] if cue else b"")
 
 
+# Policy phrases get the generic context checks of their category's rules: a phrase in a passing
+# test's name, a changelog entry or a CI step that sets a login up is not the thing it names.
+_PHRASE_CHECKS: dict[str, tuple[Check, ...]] = {
+    "security": (),
+    "access": tuple(CHECKS[c] for c in ("not_a_test_report", "not_a_changelog_entry", "not_auth_setup")),
+    "production": tuple(CHECKS[c] for c in ("not_a_test_report", "not_a_changelog_entry")),
+    "novel": (),
+}
+
+
+# ---------------------------------------------------------------- scanning
+
+
 class HardStops:
     """The built-in rules plus phrases from the policy. The policy can add, never remove."""
 
-    def __init__(self, extra: Mapping[str, Sequence[str]] | None = None):
+    def __init__(self, extra: Mapping[str, Sequence[str]] | None = None, *, rules: Sequence[Rule] | None = None):
         unknown = [c for c in (extra or {}) if c not in HARD_STOP_CATEGORIES]
         if unknown:
             raise ValueError(f"unknown hard-stop categories {unknown}; use {list(HARD_STOP_CATEGORIES)}")
+        self._rules = tuple(builtin_rules() if rules is None else rules)
+        self._cues = _cues_for(self._rules)
         self._phrases: dict[str, list[_Phrase]] = {c: [] for c in HARD_STOP_CATEGORIES}
         for category, phrases in (extra or {}).items():
             for i, phrase in enumerate(phrases):
@@ -518,7 +577,7 @@ class HardStops:
 
     @property
     def rule_ids(self) -> list[str]:
-        return [r.id for r in _RULES] + ["security.secret"] + [p.id for ps in self._phrases.values() for p in ps]
+        return [r.id for r in self._rules] + ["security.secret"] + [p.id for ps in self._phrases.values() for p in ps]
 
     def first(self, text: str) -> HardStopMatch | None:
         """The first match in category order (security, access, production, novel), or None."""
@@ -534,12 +593,12 @@ class HardStops:
         norm, offsets = normalise(text)
         words = _words(norm)
         heads = {w[:3] for w in words}
-        candidates = _CUES.candidates(words, heads)
+        candidates = self._cues.candidates(norm, words, heads)
         found: list[HardStopMatch] = []
         for category in HARD_STOP_CATEGORIES:
             best: tuple[int, int, str] | None = None  # (start, end, rule id) in normalised offsets
             for i, cues in candidates.items():
-                rule = _RULES[i]
+                rule = self._rules[i]
                 if rule.category != category:
                     continue
                 hit = _first_hit(rule, norm, cues)
@@ -548,9 +607,11 @@ class HardStops:
             for phrase in self._phrases[category]:
                 if phrase.first_word and phrase.first_word not in words:
                     continue
-                m = phrase.pattern.search(norm)
-                if m is not None and (best is None or m.start() < best[0]):
-                    best = (m.start(), m.end(), phrase.id)
+                for m in phrase.pattern.finditer(norm):
+                    if all(check(norm, m) for check in _PHRASE_CHECKS[category]):
+                        if best is None or m.start() < best[0]:
+                            best = (m.start(), m.end(), phrase.id)
+                        break
             span: tuple[int, int] | None = None
             rule_id, secret_kind = "", None
             if best is not None:
@@ -568,12 +629,48 @@ class HardStops:
         return found
 
 
-def _first_hit(rule: _Rule, norm: str, cues: list[str]) -> tuple[int, int] | None:
-    for lo, hi in _windows(norm, cues):
-        for m in rule.pattern.finditer(norm, lo, hi):
-            if rule.accept is None or rule.accept(norm, m):
-                return m.start(), m.end()
+@functools.cache
+def _builtin_cues() -> "_Cues":
+    return _Cues(builtin_rules())
+
+
+def _cues_for(rules: tuple[Rule, ...]) -> _Cues:
+    return _builtin_cues() if rules is builtin_rules() else _Cues(rules)
+
+
+def _first_hit(rule: Rule, norm: str, cues: list[str]) -> tuple[int, int] | None:
+    """The earliest accepted match of any of the rule's alternatives, each searched only near
+    the present cues that gate it."""
+    best: tuple[int, int] | None = None
+    windows: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+    for rx, word_start, gate in rule.matchers:
+        active = tuple(c for c in cues if c in gate)
+        if not active:
+            continue
+        if active not in windows:
+            windows[active] = _windows(norm, active)
+        for lo, hi in windows[active]:
+            if best is not None and lo >= best[0]:
+                break
+            hit = _first_accepted(rule, rx, word_start, norm, lo, hi)
+            if hit is not None:
+                if best is None or hit[0] < best[0]:
+                    best = hit
+                break  # windows are in order: nothing later in them can start earlier
+    return best
+
+
+def _first_accepted(rule: Rule, rx: re.Pattern[str], word_start: bool, norm: str, lo: int, hi: int) -> tuple[int, int] | None:
+    for m in rx.finditer(norm, lo, hi):
+        if word_start and m.start() > 0 and _is_word_char(norm[m.start() - 1]):
+            continue
+        if rule.accepts(norm, m):
+            return m.start(), m.end()
     return None
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
 
 
 _WINDOW = 240
@@ -601,13 +698,45 @@ def _windows(norm: str, cues: Iterable[str]) -> list[tuple[int, int]]:
     return merged
 
 
+# ---------------------------------------------------------------- secrets
+
+# Words and word prefixes that make a distinctive secret possible (the detector lives in redact).
+_SECRET_WORDS = frozenset(
+    (b"-----begin", b"-----end", b"_authtoken", b"_auth", b"_password", b"authorization", b"bearer", b"hooks")
+)
+_SECRET_PREFIXES = (
+    "akia", "asia", "abia", "acca", "agpa", "aida", "aipa", "aroa", "anpa", "anva", "a3t",
+    "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "sk-", "aiza",
+    "sk_live_", "rk_live_", "sk_test_", "rk_test_", "whsec_", "npm_", "eyj",
+)
+_URL_PASSWORD = re.compile(r"://[^\s:/@]+:[^\s@/]+@")
+# A token a log wrapper broke across two lines: a known prefix, the first part up to the line's
+# end, the rest on the next line after indentation.
+_WRAPPED_TOKEN = re.compile(
+    r"\b(?:gh[pousr]_|github_pat_|glpat-|npm_|xox[abposr]-|[sr]k_live_)[A-Za-z0-9_-]{8,}\r?\n[ \t]*[A-Za-z0-9_-]{4,}(?![^\s])"
+)
+
+
 def _first_secret(text: str, norm: str, words: set[bytes], heads: set[bytes]) -> SecretMatch | None:
     cued = not _SECRET_WORDS.isdisjoint(words) or any(
         p[:3].encode() in heads and p in norm for p in _SECRET_PREFIXES
     )
     if not cued and not ("://" in text and _URL_PASSWORD.search(text)):
         return None
-    return next(iter(find_secrets(text, distinctive_only=True)), None)
+    for secret in find_secrets(text, distinctive_only=True):
+        if not placeholder_at(text, secret.span[0]):
+            return secret
+    return _wrapped_secret(text) if cued else None
+
+
+def _wrapped_secret(text: str) -> SecretMatch | None:
+    for m in _WRAPPED_TOKEN.finditer(text):
+        first, _, rest = m.group().partition("\n")
+        joined = first.rstrip("\r") + rest.strip()
+        found = find_secrets(joined, distinctive_only=True)
+        if found and found[0].span == (0, len(joined)):
+            return SecretMatch(found[0].kind, m.span(), True)
+    return None
 
 
 def _original_span(start: int, end: int, offsets: list[int] | None) -> tuple[int, int]:
@@ -624,21 +753,23 @@ def _excerpt(text: str, start: int, end: int, secret_kind: str | None = None) ->
     """The match with a little context, masked, on one line, at most EXCERPT_MAX characters.
 
     Context is widened to whitespace before masking, so no token is cut: a cut secret would no
-    longer look like one and could slip through."""
+    longer look like one and could slip through. A secret is always shown as its kind, never in
+    part (one a log wrapper split over two lines would not look like a secret to the masker)."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line_end = len(text) if line_end < 0 else line_end
     lo = _to_space(text, max(line_start, start - _CONTEXT), line_start, -1)
+    if secret_kind is not None:
+        before = " ".join(mask_secrets(text[lo:start]).split()) if lo is not None else ""
+        return f"{before} [REDACTED:{secret_kind}]".strip()[-EXCERPT_MAX:]
     hi = _to_space(text, min(line_end, end + _CONTEXT), line_end, +1)
-    if secret_kind is not None and (lo is None or hi is None):
-        return f"[REDACTED:{secret_kind}]"  # the secret sits inside a token too long to delimit
     lo = start if lo is None else lo
     hi = end if hi is None else hi
     masked = " ".join(mask_secrets(text[lo:hi]).split())
     if len(masked) <= EXCERPT_MAX:
         return masked
     core = " ".join(mask_secrets(text[start:end]).split())
-    at = masked.find(core) if core and secret_kind is None else -1
+    at = masked.find(core) if core else -1
     begin = 0 if at < 0 else max(0, min(at - _CONTEXT // 2, len(masked) - EXCERPT_MAX))
     return masked[begin : begin + EXCERPT_MAX]
 

@@ -355,8 +355,9 @@ def head_sha256(path: str | Path) -> str:
 
 
 def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
-    """Read and verify a head. With `embedding_sha256`, refuse one trained on another embedding
-    model. Every refusal is a HeadError naming the file."""
+    """Read and verify a head. With `embedding_sha256`, refuse one trained on another encoder (the
+    `sha256` of the encoder that serves it: the int8 graph's for the bundled model). Every
+    refusal is a HeadError naming the file."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -377,8 +378,8 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
                             "the file was changed after it was written; retrain it or restore it")
     if embedding_sha256 is not None and d.get("embedding_sha256") != embedding_sha256:
         raise HeadError(
-            f"{p}: head was trained on embedding model sha256 {d.get('embedding_sha256')}, "
-            f"but this encoder's model.safetensors is {embedding_sha256}; retrain the head (smallfirst train)"
+            f"{p}: head was trained on encoder sha256 {d.get('embedding_sha256')}, "
+            f"but this encoder is {embedding_sha256}; retrain the head (smallfirst train)"
         )
     try:
         labels = tuple(str(x) for x in d["labels"])

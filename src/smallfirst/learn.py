@@ -121,20 +121,20 @@ def run_learn(
               "command": command if command is not None else shlex.join(sys.argv)}
     run_id = store.record_run(task, result.outcome, head=result.head, head_sha256=detail.get("head_sha256"),
                               message=result.message, detail=detail, ts=now)
-    if audit_path and Path(audit_path).exists():
+    if _audit_exists(audit_path):
         _record_admin_event(audit_path, task, result, policy, path)
     return LearnResult(task, result.outcome, result.message, result.head, detail, run_id)
 
 
 def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: LearnStore,
          audit_path: str | Path | None, now: float, folds: int, seed: int, encoder: Any) -> LearnResult:
-    from smallfirst.backends.embedding import MINILM_SHA256, embedding_identity
+    from smallfirst.backends.embedding import embedding_identity
     from smallfirst.heads import DEFAULT_WINDOW
 
     task = spec.name
     purged = store.purge(task, now, learn.retention_days)
-    model_spec = policy.models[spec.model or ""]
-    sha = (model_spec.sha256 or MINILM_SHA256).lower()
+    encoder = encoder or _encoder(policy, policy.models[spec.model or ""])
+    sha = encoder.sha256  # what serves the head: the int8 graph's hash for the bundled model
     current = _current_head(policy, spec, sha)
     window = current.window if current is not None else DEFAULT_WINDOW
     identity = embedding_identity(sha, window)
@@ -143,7 +143,7 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     counts["purged"] = purged
     to_embed = [i for i, (e, _) in enumerate(kept) if e.embedding is None or e.embedding_identity != identity]
     if to_embed:
-        vectors = _embed([kept[i][0].text or "" for i in to_embed], spec, window, model_spec, encoder)
+        vectors = _embed([kept[i][0].text or "" for i in to_embed], spec, window, encoder)
         for i, v in zip(to_embed, vectors):
             kept[i] = (_with_embedding(kept[i][0], v, identity), kept[i][1])
         counts["re_embedded"] = len(to_embed)
@@ -251,7 +251,7 @@ def _kept_examples(rows: Sequence[StoredExample], spec: TaskSpec, audit_path: st
                    identity: str) -> tuple[list[tuple[StoredExample, str]], dict[str, int]]:
     """(example, label) pairs a head can train on, oldest first, and counts of the rest."""
     reviewed: dict[str, str] = {}
-    if audit_path and Path(audit_path).exists():
+    if _audit_exists(audit_path):
         from smallfirst.review import review_labels
 
         reviewed = review_labels(audit_path, spec.name)
@@ -276,13 +276,30 @@ def _kept_examples(rows: Sequence[StoredExample], spec: TaskSpec, audit_path: st
     return out, dict(counts)
 
 
-def _embed(texts: list[str], spec: TaskSpec, window: Any, model_spec: Any, encoder: Any) -> np.ndarray:
-    from smallfirst.backends.embedding import embed_texts, shared_encoder
+def _encoder(policy: Policy, model_spec: Any) -> Any:
+    """The encoder the task's model serves with (EmbeddingBackend's choice), so kept examples,
+    the head's base data and the candidate are all read by one encoder."""
+    from smallfirst.backends.embedding import shared_encoder
+
+    if model_spec.path:
+        return shared_encoder(policy.resolve_path(model_spec.path), model_spec.sha256, model_spec.threads)
+    return shared_encoder(threads=model_spec.threads)
+
+
+def _embed(texts: list[str], spec: TaskSpec, window: Any, encoder: Any) -> np.ndarray:
+    from smallfirst.backends.embedding import embed_texts
     from smallfirst.train import prepare_text
 
-    enc = encoder or (shared_encoder(model_spec.path, model_spec.sha256) if model_spec.path else shared_encoder())
-    x, _ = embed_texts(enc, [prepare_text(t, spec) for t in texts], window)
+    x, _ = embed_texts(encoder, [prepare_text(t, spec) for t in texts], window)
     return x
+
+
+def _audit_exists(audit_path: str | Path | None) -> bool:
+    """An audit store to read reviews from and record the run in: a PostgreSQL URL, or an
+    existing SQLite file (a learn run never creates one)."""
+    from smallfirst.store import is_postgres
+
+    return bool(audit_path) and (is_postgres(audit_path) or Path(audit_path).exists())  # type: ignore[arg-type]
 
 
 def _with_embedding(e: StoredExample, v: np.ndarray, identity: str) -> StoredExample:
@@ -490,11 +507,11 @@ class LearnSchedule:
     CPU time or GIL from requests, and a crash there cannot take the service down), at most one
     run per task at a time. `on_done(result_json, returncode)` is called from a helper thread."""
 
-    def __init__(self, store_path: str | Path, policy_path: str | Path | None, audit_path: str | Path | None,
+    def __init__(self, store: str | Path, policy_path: str | Path | None, audit_path: str | Path | None,
                  policy: Callable[[], Policy], on_done: Callable[[str, dict[str, Any] | None, int], None] | None = None):
         import threading
 
-        self.store_path = str(store_path)
+        self.store = str(store)  # the learn store's target: a SQLite path or a postgresql:// URL
         self.policy_path = str(policy_path) if policy_path else None
         self.audit_path = str(audit_path) if audit_path else None
         self._policy = policy
@@ -531,12 +548,13 @@ class LearnSchedule:
         with self._lock:
             if task in self._running or self.policy_path is None:
                 return False
-            # A lower priority and one BLAS thread: requests come first on a shared machine.
+            # A lower priority and one BLAS thread: requests come first on a shared machine. The
+            # stores go in the environment, not the command line: a URL may carry a password.
             cmd = [sys.executable, "-m", "smallfirst.cli", "learn", "--task", task, "--policy", self.policy_path,
-                   "--learn-db", self.store_path, "--json", "--nice", "10"]
+                   "--json", "--nice", "10"]
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "SMALLFIRST_LEARN_DB": self.store}
             if self.audit_path:
-                cmd += ["--audit", self.audit_path]
-            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+                env["SMALLFIRST_AUDIT"] = self.audit_path
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             self._running[task] = proc
         threading.Thread(target=self._wait, args=(task, proc), name=f"smallfirst-learn-{task}", daemon=True).start()

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from smallfirst.paths import default_audit
@@ -23,9 +22,11 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     sp = sub.add_parser("learn", help="train a candidate head from the frontier's answers to escalations; --status")
     common(sp, audit=False)
     sp.add_argument("--task", required=True)
-    sp.add_argument("--audit", default=default_audit(), help="audit SQLite file: review labels are read from it, "
-                    "the run is recorded in its admin_events")
-    sp.add_argument("--learn-db", help="learn store (default: <audit>.learn.db beside the audit file)")
+    sp.add_argument("--audit", default=default_audit(), help="audit store, a SQLite file or a postgresql:// URL: "
+                    "review labels are read from it, the run is recorded in its admin_events")
+    sp.add_argument("--learn-db", default=os.environ.get("SMALLFIRST_LEARN_DB"),
+                    help="learn store, a SQLite file or a postgresql:// URL (default: $SMALLFIRST_LEARN_DB, else the "
+                    "audit's PostgreSQL database, or <audit>.learn.db beside a SQLite audit file)")
     sp.add_argument("--status", action="store_true", help="what is kept, and the last runs; changes nothing")
     sp.add_argument("--folds", type=int, default=5)
     sp.add_argument("--seed", type=int, default=0)
@@ -41,30 +42,27 @@ def _fail(msg: str) -> int:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from smallfirst.learn import LearnError, run_learn, status
-    from smallfirst.learn_store import SQLiteLearnStore, learn_store_path
+    from smallfirst.learn_store import LearnStore, learn_store_target
     from smallfirst.policy import load_policy
+    from smallfirst.store import describe
 
     if args.nice and hasattr(os, "nice"):
         os.nice(args.nice)  # requests come first on a shared machine
-    store_path = Path(args.learn_db) if args.learn_db else learn_store_path(args.audit)
+    target = learn_store_target(args.audit, args.learn_db)
     try:
-        store = SQLiteLearnStore(store_path, create=False)
-    except FileNotFoundError as exc:
-        return _fail(str(exc))
-    try:
+        store = LearnStore(target, create=False)
         if args.status:
             report = status(store, load_policy(args.policy), args.task)
-            print(json.dumps(report, default=str) if args.json else format_status(report, store_path))
+            print(json.dumps(report, default=str) if args.json else format_status(report, describe(target)))
             return 0
-        try:
-            result = run_learn(args.policy, args.task, store, audit_path=args.audit, folds=args.folds, seed=args.seed,
-                               command="smallfirst " + " ".join(sys.argv[1:]))
-        except LearnError as exc:
-            if args.json:
-                print(json.dumps({"task": args.task, "outcome": "failed", "message": str(exc)}))
-            return _fail(str(exc))
-    finally:
-        store.close()
+        result = run_learn(args.policy, args.task, store, audit_path=args.audit, folds=args.folds, seed=args.seed,
+                           command="smallfirst " + " ".join(sys.argv[1:]))
+    except LearnError as exc:
+        if args.json:
+            print(json.dumps({"task": args.task, "outcome": "failed", "message": str(exc)}))
+        return _fail(str(exc))
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
     if args.json:
         print(json.dumps({"task": result.task, "outcome": result.outcome, "message": result.message,
                           "head": result.head, "run_id": result.run_id,
@@ -99,11 +97,11 @@ def format_result(report: dict[str, Any], outcome: str, message: str) -> str:
     return "\n".join(lines)
 
 
-def format_status(s: dict[str, Any], store_path: Path) -> str:
+def format_status(s: dict[str, Any], store: str) -> str:
     c = s["counts"]
     learn = s["learn"] or {}
     lines = [
-        f"learn {s['task']}: store {store_path}",
+        f"learn {s['task']}: store {store}",
         f"  kept: {c['examples']} ({c['labelled']} with a label, {c['invalid_label']} frontier answers that were not "
         f"one of the task's labels, {c['without_embedding']} without an embedding, text kept for {c['with_text']})",
         "  by label: " + (", ".join(f"{k} {v}" for k, v in c["by_label"].items()) or "-"),

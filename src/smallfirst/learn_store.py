@@ -16,9 +16,13 @@ it when the encoder changes. `retention_days` deletes whole rows, text or not.
 
 A frontier answer that is not one of the task's labels is stored with label NULL: never learned
 from, counted (`smallfirst learn --status`, `smallfirst_learn_examples_total`), and a reviewer can
-still give it the right label. The store is its own SQLite file beside the audit, never the audit
-itself. If it cannot be written, rows are retried, then spilled to `<db>.spill.jsonl` and replayed
-when it is back; requests never wait for it and never fail because of it.
+still give it the right label.
+
+Where it is (`learn_store_target`): the learn_ tables of the PostgreSQL database that holds the
+audit, or with a SQLite audit file a SQLite file of its own beside it; the same tables, migrations
+(schema.py) and queries either way. If it cannot be written, rows are retried, then spilled
+(audit.SpillFile) and replayed when it is back; requests never wait for it and never fail
+because of it.
 """
 
 from __future__ import annotations
@@ -29,13 +33,12 @@ import logging
 import os
 import queue
 import re
-import sqlite3
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,12 +50,6 @@ _FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
 # What may surround a label in a strict answer: quotes, markdown emphasis or code marks, and a
 # final full stop. Anything else (a sentence, a second word) is not a label.
 _WRAP = "\"'`*_ \t\r\n"
-
-
-def learn_store_path(audit_path: str | Path) -> Path:
-    """Where the learn store sits by default: beside the audit database, in its own file."""
-    p = Path(audit_path)
-    return p.with_name(p.stem + ".learn" + (p.suffix or ".db"))
 
 
 # ---------------------------------------------------------------------- the frontier's label
@@ -128,190 +125,139 @@ class StoredExample:
 
 # ---------------------------------------------------------------------- the store
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS examples (
-  decision_id TEXT PRIMARY KEY,
-  task_type TEXT NOT NULL,
-  ts REAL NOT NULL,              -- when the decision was made
-  expires REAL NOT NULL,         -- ts + retention_days: the row is deleted after this
-  label TEXT,                    -- the frontier's answer as a task label; NULL: it named none
-  source TEXT NOT NULL,          -- frontier
-  frontier_model TEXT,
-  frontier_answer_sha256 TEXT,
-  reason TEXT,                   -- why the decision left the local path
-  hard_stop TEXT,                -- the hard-stop category that fired, if any
-  local_label TEXT,
-  input_sha256 TEXT NOT NULL,
-  embedding_identity TEXT,       -- encoder and window that produced the embedding
-  embedding BLOB,                -- 384 float32, little-endian
-  text TEXT                      -- the masked input, only when the task keeps inputs
-)""",
-    "CREATE INDEX IF NOT EXISTS examples_task_ts ON examples (task_type, ts)",
-    """CREATE TABLE IF NOT EXISTS learn_runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  ts REAL NOT NULL,
-  task_type TEXT NOT NULL,
-  outcome TEXT NOT NULL,         -- promoted | candidate | rejected | too_little_data | failed
-  head TEXT,                     -- the candidate head written, if any
-  head_sha256 TEXT,
-  message TEXT,
-  detail TEXT                    -- JSON: the numbers
-)""",
-)
 _COLUMNS = ("decision_id", "task_type", "ts", "expires", "label", "source", "frontier_model", "frontier_answer_sha256",
             "reason", "hard_stop", "local_label", "input_sha256", "embedding_identity", "embedding", "text")
+# Idempotent by decision id, as the audit: a batch retried after a lost commit answer, or a spill
+# file replayed twice, never keeps an example twice.
+_INSERT = (f"INSERT INTO learn_examples ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+           " ON CONFLICT (decision_id) DO NOTHING")
 
 
-class LearnStore(Protocol):
-    """What learning needs from a store; SQLite here, another database behind the same methods."""
+def learn_store_target(audit: str | Path | None, learn_db: str | Path | None = None) -> str | None:
+    """Where the learn store is: `learn_db` when one is named (a SQLite file or a postgresql://
+    URL); with a PostgreSQL audit store, that database (its learn_ tables, beside the decisions,
+    admin events and reviews every replica shares); with a SQLite audit file, a file of its own
+    beside it, `<audit>.learn.db`, so the audit file, which is copied around for dashboards and
+    reviews, holds no kept inputs or embeddings."""
+    from smallfirst.store import is_postgres
 
-    def write(self, rows: list[dict[str, Any]]) -> None: ...
-    def purge(self, task_type: str, now: float, retention_days: float) -> int: ...
-    def examples(self, task_type: str) -> list[StoredExample]: ...
-    def counts(self, task_type: str) -> dict[str, Any]: ...
-    def labelled_since(self, task_type: str, ts: float) -> int: ...
-    def record_run(self, task_type: str, outcome: str, *, head: str | None, head_sha256: str | None,
-                   message: str, detail: Mapping[str, Any], ts: float | None = None) -> int: ...
-    def runs(self, task_type: str, limit: int = 10) -> list[dict[str, Any]]: ...
-    def close(self) -> None: ...
+    if learn_db:
+        return str(learn_db)
+    if audit is None or is_postgres(audit):
+        return audit  # type: ignore[return-value]
+    p = Path(audit)
+    return str(p.with_name(p.stem + ".learn" + (p.suffix or ".db")))
 
 
-class SQLiteLearnStore:
-    """One SQLite file in WAL mode: the service's writer thread and a `smallfirst learn` run in
-    another process use it at the same time."""
+class LearnStore:
+    """The learn store's tables (schema migration 3) in a store target, SQLite or PostgreSQL,
+    through the same queries: each method is one short transaction on a connection from
+    schema.open_for_writing. The service's writer thread and a `smallfirst learn` run in another
+    process use it at the same time (SQLite: WAL; PostgreSQL: a pool per process).
 
-    def __init__(self, path: str | Path, *, create: bool = True):
-        self.path = Path(path)
-        if not create and not self.path.exists():
-            raise FileNotFoundError(f"learn store {self.path} does not exist (nothing was kept yet, or another --learn-db)")
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+    A SQLite file is created and migrated on first use, unless `create` is off (a typo'd
+    `--learn-db` is then an error, not a new empty store). A PostgreSQL store behind the code is
+    refused with the `smallfirst migrate` command to run, as the audit writer refuses it."""
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for stmt in SCHEMA:
-                conn.execute(stmt)
-            conn.commit()
-            self._conn = conn
-        return self._conn
+    def __init__(self, target: str | Path, *, create: bool = True):
+        from smallfirst.store import is_postgres
 
-    def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._lock:
-            try:
-                return fn(self._connect())
-            except sqlite3.Error:
-                self._close()  # reopen next time: the file may have moved or come back
-                raise
+        self.target = str(target)
+        self.postgres = is_postgres(self.target)
+        if not create and not self.postgres and not Path(self.target).exists():
+            raise FileNotFoundError(f"learn store {self.target} does not exist (nothing was kept yet, or another --learn-db)")
+        self._checked = not self.postgres
+
+    def _tx(self, fn: Callable[[Any], Any]) -> Any:
+        from smallfirst.schema import open_for_writing, require_current
+
+        conn = open_for_writing(self.target)
+        try:
+            if not self._checked:
+                require_current(conn, self.target)
+                self._checked = True
+            with conn:
+                return fn(conn)
+        finally:
+            conn.close()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        sql = f"INSERT OR IGNORE INTO examples ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-
-        def go(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.executemany(sql, [tuple(_sql_value(r.get(c)) for c in _COLUMNS) for r in rows])
-
-        self._run(go)
+        self._tx(lambda conn: conn.executemany(_INSERT, [tuple(_sql_value(r.get(c)) for c in _COLUMNS) for r in rows]))
 
     def purge(self, task_type: str, now: float, retention_days: float) -> int:
         """Delete the task's rows past their own expiry or older than the policy's retention now
         (a shortened retention applies to rows kept before it changed)."""
-
-        def go(conn: sqlite3.Connection) -> int:
-            with conn:
-                cur = conn.execute("DELETE FROM examples WHERE task_type = ? AND (expires < ? OR ts < ?)",
-                                   (task_type, now, now - retention_days * DAY_S))
-            return cur.rowcount
-
-        return int(self._run(go))
-
-    def purge_all(self, now: float) -> int:
-        def go(conn: sqlite3.Connection) -> int:
-            with conn:
-                return conn.execute("DELETE FROM examples WHERE expires < ?", (now,)).rowcount
-
-        return int(self._run(go))
+        return int(self._tx(lambda conn: conn.execute(
+            "DELETE FROM learn_examples WHERE task_type = ? AND (expires < ? OR ts < ?)",
+            (task_type, now, now - retention_days * DAY_S)).rowcount))
 
     def examples(self, task_type: str) -> list[StoredExample]:
-        def go(conn: sqlite3.Connection) -> list[StoredExample]:
-            rows = conn.execute(
-                "SELECT decision_id, task_type, ts, label, source, reason, hard_stop, local_label, input_sha256,"
-                " embedding_identity, embedding, text FROM examples WHERE task_type = ? ORDER BY ts, decision_id",
-                (task_type,),
-            ).fetchall()
-            return [StoredExample(*r[:10], _vector(r[10]), r[11]) for r in rows]
-
-        return list(self._run(go))
+        rows = self._tx(lambda conn: conn.execute(
+            "SELECT decision_id, task_type, ts, label, source, reason, hard_stop, local_label, input_sha256,"
+            " embedding_identity, embedding, text FROM learn_examples WHERE task_type = ? ORDER BY ts, decision_id",
+            (task_type,)).fetchall())
+        return [StoredExample(*r[:10], _vector(r[10]), r[11]) for r in rows]
 
     def counts(self, task_type: str) -> dict[str, Any]:
-        def go(conn: sqlite3.Connection) -> dict[str, Any]:
+        def go(conn: Any) -> dict[str, Any]:
             row = conn.execute(
-                "SELECT COUNT(*), SUM(label IS NOT NULL), SUM(label IS NULL), SUM(text IS NOT NULL),"
-                " SUM(embedding IS NULL), MIN(ts), MAX(ts) FROM examples WHERE task_type = ?", (task_type,),
-            ).fetchone()
-            by_label = dict(conn.execute(
-                "SELECT label, COUNT(*) FROM examples WHERE task_type = ? AND label IS NOT NULL GROUP BY label"
-                " ORDER BY COUNT(*) DESC", (task_type,)).fetchall())
-            return {"examples": row[0], "labelled": row[1] or 0, "invalid_label": row[2] or 0,
-                    "with_text": row[3] or 0, "without_embedding": row[4] or 0, "oldest": row[5], "newest": row[6],
-                    "by_label": by_label}
+                "SELECT COUNT(*), COUNT(label), COUNT(*) FILTER (WHERE label IS NULL), COUNT(text),"
+                " COUNT(*) FILTER (WHERE embedding IS NULL), MIN(ts), MAX(ts) FROM learn_examples WHERE task_type = ?",
+                (task_type,)).fetchone()
+            by_label = {r[0]: r[1] for r in conn.execute(
+                "SELECT label, COUNT(*) FROM learn_examples WHERE task_type = ? AND label IS NOT NULL GROUP BY label"
+                " ORDER BY COUNT(*) DESC, label", (task_type,))}
+            return {"examples": row[0], "labelled": row[1], "invalid_label": row[2], "with_text": row[3],
+                    "without_embedding": row[4], "oldest": row[5], "newest": row[6], "by_label": by_label}
 
-        return dict(self._run(go))
+        return dict(self._tx(go))
 
     def labelled_since(self, task_type: str, ts: float) -> int:
-        def go(conn: sqlite3.Connection) -> int:
-            return conn.execute("SELECT COUNT(*) FROM examples WHERE task_type = ? AND label IS NOT NULL AND ts > ?",
-                                (task_type, ts)).fetchone()[0]
-
-        return int(self._run(go))
+        return int(self._tx(lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM learn_examples WHERE task_type = ? AND label IS NOT NULL AND ts > ?",
+            (task_type, ts)).fetchone()[0]))
 
     def record_run(self, task_type: str, outcome: str, *, head: str | None, head_sha256: str | None,
                    message: str, detail: Mapping[str, Any], ts: float | None = None) -> int:
-        def go(conn: sqlite3.Connection) -> int:
-            with conn:
-                cur = conn.execute(
-                    "INSERT INTO learn_runs (ts, task_type, outcome, head, head_sha256, message, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (time.time() if ts is None else ts, task_type, outcome, head, head_sha256, message,
-                     json.dumps(detail, separators=(",", ":"), default=str)),
-                )
-            return int(cur.lastrowid or 0)
+        """One learn run, whatever its outcome. Its message and numbers are masked as the audit
+        masks free text: they may quote a path, an error, or the command line that ran it."""
+        from smallfirst.redact import mask_secrets
 
-        return int(self._run(go))
+        return int(self._tx(lambda conn: conn.execute(
+            "INSERT INTO learn_runs (ts, task_type, outcome, head, head_sha256, message, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (time.time() if ts is None else ts, task_type, outcome, head, head_sha256, mask_secrets(message),
+             json.dumps(_masked(detail), separators=(",", ":"), default=str))).fetchone()[0]))
 
     def runs(self, task_type: str, limit: int = 10) -> list[dict[str, Any]]:
-        def go(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            cur = conn.execute("SELECT id, ts, task_type, outcome, head, head_sha256, message, detail FROM learn_runs"
-                               " WHERE task_type = ? ORDER BY id DESC LIMIT ?", (task_type, limit))
-            names = [c[0] for c in cur.description]
-            out = [dict(zip(names, r)) for r in cur.fetchall()]
-            for r in out:
-                r["detail"] = json.loads(r["detail"]) if r["detail"] else {}
-            return out
-
-        return list(self._run(go))
+        rows = self._tx(lambda conn: conn.execute(
+            "SELECT id, ts, task_type, outcome, head, head_sha256, message, detail FROM learn_runs"
+            " WHERE task_type = ? ORDER BY id DESC LIMIT ?", (task_type, limit)).fetchall())
+        return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else {}} for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        """Nothing held between calls; PostgreSQL's pool closes with the process."""
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+
+def _masked(value: Any) -> Any:
+    """Every string in a JSON-able value masked (mask_secrets), keys and numbers as they are."""
+    from smallfirst.redact import mask_secrets
+
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _sql_value(v: Any) -> Any:
     return v.astype("<f4").tobytes() if isinstance(v, np.ndarray) else v
 
 
-def _vector(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
+def _vector(blob: bytes | memoryview | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32)
 
 
 # ---------------------------------------------------------------------- the writer
@@ -364,9 +310,20 @@ class LearnLog:
         self._thread.start()
 
     @classmethod
-    def sqlite(cls, path: str | Path, **kw: Any) -> "LearnLog":
-        p = Path(path)
-        return cls(SQLiteLearnStore(p), spill_path=p.with_name(p.name + ".spill.jsonl"), **kw)
+    def open(cls, target: str | Path, *, spill_path: str | Path | None = None, **kw: Any) -> "LearnLog":
+        """The writer for a store target (a SQLite path or a postgresql:// URL). Spilled rows go
+        to `spill_path`, by default `<file>.spill.jsonl` beside a SQLite store and
+        ./smallfirst-learn.spill.jsonl for PostgreSQL (replicas on one host may share it)."""
+        from smallfirst.store import is_postgres
+
+        if spill_path is None:
+            spill_path = ("smallfirst-learn.spill.jsonl" if is_postgres(target)
+                          else Path(target).with_name(Path(target).name + ".spill.jsonl"))
+        return cls(LearnStore(target), spill_path=Path(spill_path).absolute(), **kw)
+
+    @property
+    def target(self) -> str | None:
+        return getattr(self.store, "target", None)
 
     def submit(self, capture: LearnCapture) -> None:
         if self._closed:
@@ -450,7 +407,10 @@ class LearnLog:
                 backoff = min(backoff * 2, 2.0)
 
     def _row(self, cap: LearnCapture) -> dict[str, Any]:
-        from smallfirst.redact import mask_secrets, sha256_text
+        """The capture as it may be stored: every free-text field masked as the audit masks it.
+        The input's secrets also mask their fragments in the local label, which is model output
+        and may quote the input as the model saw it (compressed, lines cut)."""
+        from smallfirst.redact import mask_collect, mask_secrets, sha256_text
 
         label = parse_label(cap.frontier_text, cap.labels)
         vec, identity = cap.embedding, cap.embedding_identity
@@ -466,6 +426,7 @@ class LearnLog:
         if label is not None and vec is None and not cap.keep_inputs:
             state = "no_embedding"  # nothing a head could be trained on; still counted and stored
         self.stats.examples[(cap.task_type, state)] += 1
+        masked, secrets = mask_collect(cap.text) if cap.keep_inputs or cap.local_label else (None, ())
         row = {
             "decision_id": cap.decision_id,
             "task_type": cap.task_type,
@@ -473,15 +434,15 @@ class LearnLog:
             "expires": cap.ts + cap.retention_days * DAY_S,
             "label": label,
             "source": "frontier",
-            "frontier_model": cap.frontier_model,
+            "frontier_model": mask_secrets(cap.frontier_model) if cap.frontier_model else None,
             "frontier_answer_sha256": sha256_text(cap.frontier_text),
             "reason": cap.reason,
             "hard_stop": cap.hard_stop,
-            "local_label": cap.local_label,
+            "local_label": mask_secrets(cap.local_label, also=secrets) if cap.local_label else None,
             "input_sha256": sha256_text(cap.text),
             "embedding_identity": identity if vec is not None else None,
             "embedding": None if vec is None else np.asarray(vec, dtype=np.float32),
-            "text": mask_secrets(cap.text) if cap.keep_inputs else None,
+            "text": masked if cap.keep_inputs else None,
         }
         cap.text = ""  # the raw input leaves memory with the capture
         return row
@@ -508,14 +469,13 @@ class LearnLog:
     def _spill(self, rows: list[dict[str, Any]]) -> None:
         import tempfile
 
+        from smallfirst.audit import SpillFile
+
+        # Beside the store, as the audit's; if that folder is the problem, the temp dir.
         fallback = Path(tempfile.gettempdir()) / f"smallfirst-learn-spill-{os.getpid()}.jsonl"
         for target in (p for p in (self.spill_path, fallback) if p is not None):
             try:
-                with open(target, "a", encoding="utf-8") as f:
-                    for r in rows:
-                        f.write(json.dumps(_spill_row(r), separators=(",", ":")) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                SpillFile(target).append([_spill_row(r) for r in rows])
             except OSError as exc:
                 log.error("cannot spill learn examples to %s: %s", target, exc)
                 continue
@@ -526,23 +486,19 @@ class LearnLog:
         self.stats.lost += len(rows)
 
     def _replay_spill(self) -> None:
+        from smallfirst.audit import SpillFile
+
         if not self.spill_path or not self.spill_path.exists():
             return
         try:
-            rows = [_unspill_row(json.loads(line)) for line in self.spill_path.read_text(encoding="utf-8").splitlines()
-                    if line.strip()]
-        except (OSError, ValueError) as exc:
-            log.error("learn spill file %s unreadable: %s", self.spill_path, exc)
+            # ON CONFLICT DO NOTHING: rows written before a failed chunk are skipped next time.
+            n = SpillFile(self.spill_path).replay(lambda rows: self.store.write([_unspill_row(r) for r in rows]),
+                                                  self.batch_size)
+        except Exception as exc:
+            log.warning("spilled learn examples not replayed yet: %s", exc)
             return
-        if rows:
-            try:
-                self.store.write(rows)  # INSERT OR IGNORE: replaying twice is harmless
-            except Exception as exc:
-                log.warning("spilled learn examples not replayed yet: %s", exc)
-                return
-            self.stats.replayed += len(rows)
-            self.stats.written += len(rows)
-        self.spill_path.unlink(missing_ok=True)
+        self.stats.replayed += n
+        self.stats.written += n
 
 
 def _spill_row(r: dict[str, Any]) -> dict[str, Any]:

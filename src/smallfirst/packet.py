@@ -7,12 +7,12 @@ provider must never receive raw credentials. Its rendered size is bounded by `ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from smallfirst.logtext import compress_log
 from smallfirst.reasons import FallbackReason
-from smallfirst.redact import mask_secrets, sha256_text
+from smallfirst.redact import mask_collect, mask_secrets, sha256_text
 from smallfirst.tasks import HardStopMatch, LocalOutput
 
 __all__ = ["EscalationPacket", "build_packet", "SYSTEM_PROMPT"]
@@ -91,9 +91,13 @@ def build_packet(
 ) -> EscalationPacket:
     """Build the packet for one escalation; `messages()` of the result is at most `max_chars`
     characters in total (system prompt and message contents together)."""
+    # Masking comes first, so neither compression nor cutting can split a secret and leave part
+    # of it recognisable as text. The input's secrets also mask their fragments in what was made
+    # from it: a model that quotes half a key from a compressed line must not pass it on.
+    masked, secrets = mask_collect(text)
     answer = None
     if local is not None:
-        answer = _cut(mask_secrets(local.answer), max(0, int(max_chars * _ANSWER_SHARE)))
+        answer = _cut(mask_secrets(local.answer, also=secrets), max(0, int(max_chars * _ANSWER_SHARE)))
     packet = EscalationPacket(
         task_type=task_type,
         description=_cut(mask_secrets(description), _DETAIL_MAX),
@@ -101,17 +105,16 @@ def build_packet(
         input_chars=len(text),
         input_sha256=sha256_text(text),
         local_answer=answer,
-        local_label=local.label if local is not None else None,
+        local_label=mask_secrets(local.label, also=secrets) if local is not None and local.label else None,
         local_confidence=local.confidence if local is not None else None,
         reason=reason,
-        detail=_cut(" ".join(mask_secrets(detail).split()), _DETAIL_MAX),
-        hard_stop=hard_stop,
+        detail=_cut(" ".join(mask_secrets(detail, also=secrets).split()), _DETAIL_MAX),
+        # the hard stop masked its excerpt; a window cut through a secret is masked here
+        hard_stop=None if hard_stop is None else replace(hard_stop, excerpt=mask_secrets(hard_stop.excerpt, also=secrets)),
         labels=tuple(labels),
     )
-    # The input gets whatever room the rest of the packet leaves. Masking comes first, so neither
-    # compression nor cutting can split a secret and leave part of it recognisable as text.
+    # The input gets whatever room the rest of the packet leaves.
     room = max_chars - len(SYSTEM_PROMPT) - len(_user_content(packet, "")) - _COUNT_WIDTH
-    masked = mask_secrets(text)
     excerpt = _fit(masked, max(0, room), compress)
     content = _user_content(packet, excerpt)
     overflow = len(SYSTEM_PROMPT) + len(content) - max_chars

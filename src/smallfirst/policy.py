@@ -20,12 +20,28 @@ DEFAULT_POLICY_PATH = Path(str(files("smallfirst") / "data" / "policy.yaml"))
 
 
 class PolicyError(Exception):
-    """A policy that cannot be used. `str()` reads `file:line: field: message`."""
+    """A policy that cannot be used. Its attributes name the first problem; `errors` holds every
+    problem found in the file (a YAML syntax error stops the reading at the first). `str()` reads
+    `file:line: field: message`, one line per problem."""
 
-    def __init__(self, file: str, line: int | None, field: str, message: str):
+    def __init__(self, file: str, line: int | None, field: str, message: str,
+                 more: "list[PolicyError] | None" = None):
         self.file, self.line, self.field, self.message = file, line, field, message
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        self.errors: list[PolicyError] = [self, *(more or [])]
+        super().__init__("\n".join(e.location for e in self.errors))
+
+    @property
+    def location(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    @classmethod
+    def of(cls, errors: "list[PolicyError]") -> "PolicyError":
+        """One error carrying all of `errors`, in file order."""
+        unique = list({e.location: e for e in errors}.values())
+        unique.sort(key=lambda e: (e.line is None, e.line or 0))
+        first = unique[0]
+        return cls(first.file, first.line, first.field, first.message, unique[1:])
 
 
 class _Strict(BaseModel):
@@ -195,6 +211,15 @@ class GateConfig(_Strict):
     refusal_markers: list[str] = Field(default_factory=list)  # added to the built-in markers
 
 
+class TelemetrySpec(_Strict):
+    """OpenTelemetry export (smallfirst.telemetry). Without otlp_endpoint, the standard
+    OTEL_EXPORTER_OTLP_ENDPOINT environment variable decides; with neither, telemetry is off."""
+
+    otlp_endpoint: str | None = None  # e.g. http://collector:4318 (http/protobuf) or collector:4317 (grpc)
+    protocol: Literal["http/protobuf", "grpc"] | None = None  # default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf
+    service_name: str | None = None  # default: OTEL_SERVICE_NAME, else "smallfirst"
+
+
 class Policy(_Strict):
     version: Literal[1]
     models: dict[str, ModelSpec]
@@ -208,6 +233,7 @@ class Policy(_Strict):
     tool_use: Literal["frontier", "local"] = "frontier"
     # sha256 (hex) of a caller's API key -> user group. Hashes, so the policy file holds no keys.
     api_key_groups: dict[str, str] = Field(default_factory=dict)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
 
     # Not part of the file: where it came from, for relative paths and the audit's policy_version.
     source: str = Field("<memory>", exclude=True)
@@ -226,8 +252,10 @@ class Policy(_Strict):
     def _key_hashes(cls, v: dict[str, str]) -> dict[str, str]:
         for digest, group in v.items():
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                # The value is not quoted back: it may be the raw key this check exists to refuse,
+                # and the message goes to logs, the admin API's answer and admin_events.
                 raise ValueError(
-                    f"{digest[:16]!r}... is not a sha256 hex digest (64 lowercase hex characters); "
+                    f"a key of {len(digest)} characters is not a sha256 hex digest (64 lowercase hex characters); "
                     "store the hash of a key, not the key: printf %s \"$KEY\" | sha256sum"
                 )
             if not group.strip():
@@ -283,6 +311,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 
 def parse_policy(text: str, source: str = "<memory>") -> Policy:
+    """Validate a policy's text. Every problem is collected before anything is raised, so one
+    `smallfirst policy check` lists them all."""
     import hashlib
 
     try:
@@ -292,47 +322,72 @@ def parse_policy(text: str, source: str = "<memory>") -> Policy:
         raise PolicyError(source, mark.line + 1 if mark else None, "", f"YAML syntax: {exc.problem}") from None
     if root is None or not isinstance(root, yaml.MappingNode):
         raise PolicyError(source, 1, "", "a policy is a YAML mapping with version, models and tasks")
-    _reject_duplicate_keys(root, source, ())
+    errors = _duplicate_keys(root, source, ())
     data = yaml.safe_load(text)
+    policy = None
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(str(x) for x in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key {loc[-1]!r}"
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        line, loc = _line_of(root, loc, msg)
-        raise PolicyError(source, line, ".".join(loc), msg) from None
-    policy = policy.model_copy(update={"source": source, "digest": hashlib.sha256(text.encode()).hexdigest()})
-    for key, task in policy.tasks.items():
-        refs = (("model", task.model), ("frontier", task.frontier), ("candidate", task.candidate), ("previous_model", task.previous_model))
-        for field_name, ref in refs:
-            if ref is not None and ref not in policy.models and not (field_name == "frontier" and ref == "frontier_default"):
-                line, loc = _line_of(root, ("tasks", key, field_name), "")
-                raise PolicyError(source, line, ".".join(loc), f"{ref!r} is not defined under models")
-        for field_name, head_ref in (("head", task.head), ("candidate_head", task.candidate_head)):
-            head = policy.resolve_path(head_ref) if head_ref else None
-            if head is not None:
+        errors += [_validation_error(root, source, err) for err in exc.errors()]
+    errors += _reference_errors(data, root, source)
+    if errors:
+        raise PolicyError.of(errors)
+    assert policy is not None
+    return policy.model_copy(update={"source": source, "digest": hashlib.sha256(text.encode()).hexdigest()})
+
+
+def _validation_error(root: yaml.Node, source: str, err: Any) -> PolicyError:
+    loc = tuple(str(x) for x in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    if err["type"] == "missing":
+        msg = "required field is missing"
+    line, loc = _line_of(root, loc, msg)
+    return PolicyError(source, line, ".".join(loc), msg)
+
+
+def _reference_errors(data: Any, root: yaml.Node, source: str) -> list[PolicyError]:
+    """Names and files the policy points at that do not exist. Read from the raw mapping, so
+    they are found even when other fields fail validation."""
+    errors: list[PolicyError] = []
+
+    def error(loc: tuple[str, ...], message: str) -> None:
+        line, real = _line_of(root, loc, "")
+        errors.append(PolicyError(source, line, ".".join(real), message))
+
+    if not isinstance(data, dict):
+        return errors
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
+    base = Path(source).parent if source != "<memory>" else Path.cwd()
+    for key, task in tasks.items():
+        if not isinstance(task, dict):
+            continue
+        for name in ("model", "frontier", "candidate", "previous_model"):
+            ref = task.get(name)
+            if isinstance(ref, str) and ref not in models and not (name == "frontier" and ref == "frontier_default"):
+                error(("tasks", str(key), name), f"{ref!r} is not defined under models")
+        for name in ("head", "candidate_head"):
+            ref = task.get(name)
+            if isinstance(ref, str):
+                head = _resolve(base, ref)
                 problem = f"trained head {str(head)!r} does not exist" if not head.is_file() else _head_problem(head)
                 if problem:
-                    line, loc = _line_of(root, ("tasks", key, field_name), "")
-                    raise PolicyError(source, line, ".".join(loc), problem)
-        if task.calibration:
+                    error(("tasks", str(key), name), problem)
+        if isinstance(task.get("calibration"), str):
             from smallfirst.calibration import load_calibration
 
             try:
-                load_calibration(policy.resolve_path(task.calibration))
+                load_calibration(_resolve(base, task["calibration"]))
             except ValueError as exc:
-                line, loc = _line_of(root, ("tasks", key, "calibration"), "")
-                raise PolicyError(source, line, ".".join(loc), str(exc)) from None
-    for key in policy.rollout.task_modes:
-        if key not in policy.tasks:
-            line, loc = _line_of(root, ("rollout", "task_modes", key), "")
-            raise PolicyError(source, line, ".".join(loc), f"{key!r} is not a task under tasks")
-    return policy
+                error(("tasks", str(key), "calibration"), str(exc))
+    rollout = data.get("rollout")
+    task_modes = rollout.get("task_modes") if isinstance(rollout, dict) else None
+    for key in task_modes if isinstance(task_modes, dict) else ():
+        if key not in tasks:
+            error(("rollout", "task_modes", str(key)), f"{key!r} is not a task under tasks")
+    return errors
 
 
 def _head_problem(path: Path) -> str | None:
@@ -348,18 +403,25 @@ def _head_problem(path: Path) -> str | None:
     return None
 
 
-def _reject_duplicate_keys(node: yaml.Node, source: str, loc: tuple[str, ...]) -> None:
+def _resolve(base: Path, p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else base / path
+
+
+def _duplicate_keys(node: yaml.Node, source: str, loc: tuple[str, ...]) -> list[PolicyError]:
+    errors: list[PolicyError] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for k, v in node.value:
             key = str(k.value)
             if key in seen:
-                raise PolicyError(source, k.start_mark.line + 1, ".".join((*loc, key)), "duplicate key")
+                errors.append(PolicyError(source, k.start_mark.line + 1, ".".join((*loc, key)), "duplicate key"))
             seen.add(key)
-            _reject_duplicate_keys(v, source, (*loc, key))
+            errors += _duplicate_keys(v, source, (*loc, key))
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _reject_duplicate_keys(v, source, (*loc, str(i)))
+            errors += _duplicate_keys(v, source, (*loc, str(i)))
+    return errors
 
 
 def _line_of(root: yaml.Node, loc: tuple[str, ...], msg: str) -> tuple[int, tuple[str, ...]]:

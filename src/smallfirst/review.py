@@ -23,42 +23,32 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from smallfirst.audit import ensure_schema
+from smallfirst.store import connect as _connect
+from smallfirst.store import dialect_of
 
 REVIEW_LABELS = ("accept", "escalate")
 DRIFT_WINDOW_S = 7 * 86400
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Read-write connection to an existing audit file, with the review tables in place."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"audit database {p} does not exist")
-    conn = sqlite3.connect(p, timeout=5.0)
-    conn.row_factory = sqlite3.Row
-    ensure_schema(conn)
+def connect(target: str | Path) -> Any:
+    """Read-write connection to an existing audit store (a SQLite path or a postgresql:// URL),
+    with the review tables in place."""
+    conn = _connect(target, write=True)
     ensure_review_tables(conn)
     return conn
 
 
-def ensure_review_tables(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS review_queue (decision_id TEXT PRIMARY KEY, queued_at REAL NOT NULL,"
-        " reason TEXT NOT NULL, week TEXT NOT NULL, task_type TEXT)"
-    )
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS review_log (decision_id TEXT NOT NULL, ts REAL NOT NULL,"
-        " label TEXT NOT NULL, reviewer TEXT, gold TEXT)"
-    )
-    if "gold" not in {r[1] for r in conn.execute("PRAGMA table_info(review_log)")}:
-        conn.execute("ALTER TABLE review_log ADD COLUMN gold TEXT")
-    conn.commit()
+def ensure_review_tables(conn: Any) -> None:
+    # The review tables are part of the store's schema (smallfirst.schema). The embedded store
+    # migrates itself; a PostgreSQL store is migrated by `smallfirst migrate`.
+    if not dialect_of(conn).postgres:
+        ensure_schema(conn)
 
 
 def set_review_label(
@@ -79,7 +69,7 @@ def set_review_label(
         conn.close()
 
 
-def label_decision(conn: sqlite3.Connection, decision_id: str, label: str | None, reviewer: str | None = None,
+def label_decision(conn: Any, decision_id: str, label: str | None, reviewer: str | None = None,
                    *, gold: str | None = None) -> bool:
     """`set_review_label` on an open connection (the dashboard keeps one)."""
     if label is None and not gold:
@@ -161,8 +151,8 @@ def sample_drift(
                 ]
                 pick = rng.sample(ids, min(per_task, len(ids)))
                 conn.executemany(
-                    "INSERT OR IGNORE INTO review_queue (decision_id, queued_at, reason, week, task_type)"
-                    " VALUES (?, ?, 'drift', ?, ?)",
+                    "INSERT INTO review_queue (decision_id, queued_at, reason, week, task_type)"
+                    " VALUES (?, ?, 'drift', ?, ?) ON CONFLICT (decision_id) DO NOTHING",
                     [(i, now, week, task) for i in pick],
                 )
                 queued[task] = len(pick)
@@ -192,7 +182,7 @@ def next_for_review(
             f"""SELECT {_REVIEW_COLUMNS}, q.reason AS queued_reason FROM decisions d
             LEFT JOIN review_queue q ON q.decision_id = d.decision_id
             WHERE d.review_label IS NULL AND (q.decision_id IS NOT NULL OR d.ts >= :since){task_sql}
-            ORDER BY q.decision_id IS NULL, q.queued_at, d.ts DESC LIMIT :n""",
+            ORDER BY q.decision_id IS NULL, q.queued_at, d.ts DESC, d.decision_id LIMIT :n""",
             {"task": task, "since": now - since_s, "n": n},
         ).fetchall()
     finally:
@@ -209,7 +199,7 @@ def reviewed(db_path: str | Path, task: str | None = None) -> list[dict[str, Any
         if task:
             sql += " AND task_type = ?"
             args.append(task)
-        return [dict(r) for r in conn.execute(sql + " ORDER BY ts", args)]
+        return [dict(r) for r in conn.execute(sql + " ORDER BY ts, decision_id", args)]
     finally:
         conn.close()
 

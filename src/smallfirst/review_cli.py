@@ -32,7 +32,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
         "s, q), queue a weekly drift sample, or export reviewed decisions as eval JSONL. Export: " + EXPORT_NOTE + ".",
     )
     common(sp, audit=False)
-    sp.add_argument("--audit", default=default_audit(), help="audit SQLite file")
+    sp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
     sp.add_argument("--task", help="only this task type")
     sp.add_argument("--n", type=int, default=20, help="decisions to review in this session")
     sp.add_argument("--reviewer", help="name recorded with each label")

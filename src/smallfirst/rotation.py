@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 import yaml
 
 from smallfirst.audit import open_readonly
+from smallfirst.store import dialect_of
 from smallfirst.policy import DEFAULT_POLICY_PATH, Policy, parse_policy
 
 
@@ -45,9 +45,8 @@ def compare_audit(db_path: str | Path, task: str, *, since_s: float | None = Non
     except FileNotFoundError as exc:
         raise RotationError(str(exc)) from None
     try:
-        have = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-        if "candidate_model" not in have:
-            rows: list[sqlite3.Row] = []
+        if "candidate_model" not in dialect_of(conn).columns(conn, "decisions"):
+            rows: list[Any] = []
         else:
             sql = ("SELECT * FROM decisions WHERE task_type = ? AND mode = 'shadow' AND candidate_model IS NOT NULL"
                    " AND ts >= ? ORDER BY ts")
@@ -59,7 +58,7 @@ def compare_audit(db_path: str | Path, task: str, *, since_s: float | None = Non
     both_labelled = [r for r in rows if r["label"] is not None and r["candidate_label"] is not None]
     reviewed = [r for r in rows if r["review_label"] in ("accept", "escalate")]
 
-    def right(r: sqlite3.Row, route: str | None, label: str | None) -> bool:
+    def right(r: Any, route: str | None, label: str | None) -> bool:
         if r["review_label"] == "escalate":
             return route == "frontier"
         return route == "local" and label == r["label"]

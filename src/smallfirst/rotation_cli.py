@@ -29,7 +29,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
 
     sp = sub.add_parser("promote", help="make the task's candidate its model if it passes the release gate")
     common(sp, audit=False)
-    sp.add_argument("--audit", help="audit SQLite file: the promotion is recorded in its admin_events")
+    sp.add_argument("--audit", help="audit store (SQLite file or postgresql:// URL): the promotion is recorded in its admin_events")
     sp.add_argument("--task", required=True)
     sp.add_argument("--data", required=True, help="eval JSONL the release gate runs on")
     sp.add_argument("--label-map", help="JSON object mapping the data's labels onto the task's")
@@ -37,7 +37,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
 
     sp = sub.add_parser("rollback", help="restore the model the last promote replaced")
     common(sp, audit=False)
-    sp.add_argument("--audit", help="audit SQLite file: the rollback is recorded in its admin_events")
+    sp.add_argument("--audit", help="audit store (SQLite file or postgresql:// URL): the rollback is recorded in its admin_events")
     sp.add_argument("--task", required=True)
     sp.set_defaults(func=cmd_rollback)
 
@@ -56,11 +56,12 @@ def _seconds(window: str) -> float:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from smallfirst.rotation import RotationError, compare_audit
+    from smallfirst.store import is_postgres
 
     policy = load_policy(args.policy)
     price = policy.prices.get("local")
     try:
-        if args.data and not Path(args.audit).exists():
+        if args.data and not is_postgres(args.audit) and not Path(args.audit).exists():
             report: dict[str, Any] = {"n": 0}  # labelled data only: no shadow history to diff yet
         else:
             report = compare_audit(args.audit, args.task, since_s=_seconds(args.since),

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -32,6 +33,7 @@ from smallfirst.hardstops import HardStops
 from smallfirst.policy import ModelSpec, Policy, TaskSpec
 from smallfirst.reasons import FallbackReason
 from smallfirst.tasks import Check, FrontierAnswer, HardStopMatch, LocalOutput, Task
+from smallfirst.telemetry import Telemetry
 
 log = logging.getLogger("smallfirst.router")
 
@@ -50,9 +52,33 @@ class FrontierStream:
     model: str
     tokens_in: int = 0
     tokens_out: int = 0
+    response_id: str | None = None
 
 
-FrontierCall = Callable[[Any, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
+class Escalation:
+    """Why a task left the local path, and the escalation packet saying so, built on first use:
+    a caller that forwards the agent's own request to the frontier never pays for it."""
+
+    __slots__ = ("reason", "_build", "_packet")
+
+    def __init__(self, reason: FallbackReason, build: Callable[[], Any]):
+        self.reason = reason
+        self._build = build
+        self._packet: Any = None
+
+    @property
+    def packet(self) -> Any:
+        if self._packet is None:
+            self._packet = self._build()
+        return self._packet
+
+    @property
+    def built(self) -> Any:
+        """The packet if something asked for it, else None."""
+        return self._packet
+
+
+FrontierCall = Callable[[Escalation, Any, ModelSpec, bool], Awaitable["FrontierAnswer | FrontierStream"]]
 
 
 class InputRejected(ValueError):
@@ -78,7 +104,9 @@ class RouteResult:
     model: str | None = None  # the model whose answer the caller gets
     latency_ms: float = 0.0
     checks: tuple[Check, ...] = ()
-    packet: Any = None  # EscalationPacket when the task left the local path
+    # The EscalationPacket when the task left the local path, unless the frontier was sent the
+    # agent's own request instead (see Escalation).
+    packet: Any = None
     local: LocalOutput | None = None
     frontier: FrontierAnswer | None = None
     error: str | None = None
@@ -147,6 +175,9 @@ class _Decision:
     stream: bool = False
     frontier_call: "FrontierCall | None" = None
     candidate: CandidateRun | None = None
+    frontier_url: str | None = None
+    error_type: str | None = None  # a low-cardinality name for a failure (OpenTelemetry's error.type)
+    start_ns: int = 0  # wall clock at the start, for the decision's span (telemetry on only)
 
 
 def new_decision_id() -> str:
@@ -161,15 +192,19 @@ class Router:
         *,
         audit: AuditLog | None = None,
         backends: dict[str, Any] | None = None,
+        telemetry: Telemetry | None = None,
         learn: Any = None,
     ):
         self.policy = policy
         self.audit = audit
+        # None unless the policy or the environment asks for OpenTelemetry: then no per-request work.
+        self.telemetry = telemetry if telemetry is not None else Telemetry.from_policy(policy)
         self.learn = learn  # smallfirst.learn_store.LearnLog: frontier answers of learning tasks
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
         self._injected = frozenset(self._backends)
+        self._backends_lock = threading.Lock()
         self._backend_errors: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -186,13 +221,15 @@ class Router:
     ) -> RouteResult:
         """Route one task. With `stream`, a frontier answer comes back as `result.stream` (text
         deltas) and is recorded when it ends; a local answer is always whole, gate-checked first.
-        `frontier_call(packet, backend, model_spec, stream)` lets a caller (the HTTP service)
-        decide what the frontier receives, e.g. the agent's original request; it returns a
-        FrontierAnswer or a FrontierStream."""
+        `frontier_call(escalation, backend, model_spec, stream)` lets a caller (the HTTP service)
+        decide what the frontier receives, e.g. the agent's original request, or the packet that
+        `escalation.packet` builds on first use; it returns a FrontierAnswer or a FrontierStream."""
         t0 = time.perf_counter()
         spec = self.policy.tasks.get(task.task_type) if task.task_type else None
         mode = self.policy.rollout.mode_for(task.task_type, task.user_group)
         d = _Decision(task=task, spec=spec, t0=t0, mode=mode, stream=stream, frontier_call=frontier_call)
+        if self.telemetry is not None:
+            d.start_ns = time.time_ns()
         try:
             return await self._pipeline(d)
         except InputRejected as exc:
@@ -213,20 +250,24 @@ class Router:
     def warm(self, task_types: list[str] | None = None) -> dict[str, str | None]:
         """Load the local models of these tasks now (all local tasks by default), so the first
         request does not pay for it. Returns model key -> error message or None."""
-        out: dict[str, str | None] = {}
-        for name, spec in self.policy.tasks.items():
-            if task_types is not None and name not in task_types:
-                continue
-            if spec.local and spec.model and spec.model not in out:
-                try:
-                    backend = self._backend(spec.model)
-                    load = getattr(backend, "load", None)
-                    if load:
-                        load()
-                    out[spec.model] = None
-                except Exception as exc:  # reported, and each request will escalate with local_error
-                    out[spec.model] = f"{type(exc).__name__}: {exc}"
-        return out
+        return {key: self.warm_model(key) for key in self.local_models(task_types)}
+
+    def local_models(self, task_types: list[str] | None = None) -> list[str]:
+        """The model keys of these local tasks (all by default), in policy order."""
+        keys = (spec.model for name, spec in self.policy.tasks.items()
+                if spec.local and spec.model and (task_types is None or name in task_types))
+        return list(dict.fromkeys(keys))
+
+    def warm_model(self, key: str) -> str | None:
+        """Load one model now. Returns None, or why it failed (each request then escalates with
+        local_error)."""
+        try:
+            load = getattr(self._backend(key), "load", None)
+            if load:
+                load()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def close(self) -> None:
         if self._loop is not None:
@@ -235,6 +276,8 @@ class Router:
             self._loop = None
         if self.audit is not None:
             self.audit.flush()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
     async def aclose(self) -> None:
         for b in self._backends.values():
@@ -358,52 +401,60 @@ class Router:
     async def _escalate(
         self, d: _Decision, reason: FallbackReason | None, *, compress: bool = False, shadow: bool = False
     ) -> RouteResult:
-        from smallfirst.packet import build_packet
-
         spec = d.spec
         if not shadow:
             d.reason = reason
             d.route_candidate = "frontier"
-        packet = build_packet(
+        why = reason or FallbackReason.MANUAL_OVERRIDE
+        esc = Escalation(why, functools.partial(self._build_packet, d, why, compress))
+        found = self.policy.frontier_spec(spec)
+        if found is None or not frontier_configured(found[1]):
+            # Shown by `smallfirst route`: what the frontier would have been sent.
+            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=esc.packet)
+        key, fspec = found
+        t = time.perf_counter()
+        try:
+            backend = self._backend(key)
+            d.frontier_url = getattr(backend, "url", None)
+            if d.frontier_call is not None:
+                got = await d.frontier_call(esc, backend, fspec, d.stream)
+            elif d.stream:
+                system, messages = esc.packet.messages()
+                got = FrontierStream(
+                    backend.stream_chat(messages, system=system, max_tokens=fspec.max_tokens), fspec.display_name
+                )
+            else:
+                system, messages = esc.packet.messages()
+                got = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
+        except BackendError as exc:
+            d.error = f"frontier {fspec.display_name} failed: {exc}"
+            d.error_type = _error_type(exc)
+            return self._finish(
+                d, route="frontier", answer=None, outcome="frontier_error", packet=esc.built,
+                frontier_ms=(time.perf_counter() - t) * 1000,
+            )
+        if isinstance(got, FrontierStream):
+            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=esc.built, record=False)
+            return replace(result, stream=self._recorded_stream(d, esc.built, got, t))
+        return self._finish(
+            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=esc.built,
+            frontier=got, frontier_ms=(time.perf_counter() - t) * 1000,
+        )
+
+    def _build_packet(self, d: _Decision, reason: FallbackReason, compress: bool) -> Any:
+        from smallfirst.packet import build_packet
+
+        spec = d.spec
+        return build_packet(
             d.task.task_type or "unknown",
             spec.description if spec else "",
             d.text,
-            reason=reason or FallbackReason.MANUAL_OVERRIDE,
+            reason=reason,
             detail=next((c.detail for c in reversed(d.checks) if not c.ok), ""),
             local=d.local,
             hard_stop=d.hard_stop,
             compress=compress or bool(spec and spec.compress_on),
             labels=tuple(spec.labels) if spec else (),
-        )
-        found = self.policy.frontier_spec(spec)
-        if found is None or not frontier_configured(found[1]):
-            return self._finish(d, route="frontier", answer=NO_FRONTIER, outcome="no_frontier", packet=packet)
-        key, fspec = found
-        t = time.perf_counter()
-        try:
-            backend = self._backend(key)
-            if d.frontier_call is not None:
-                got = await d.frontier_call(packet, backend, fspec, d.stream)
-            elif d.stream:
-                system, messages = packet.messages()
-                got = FrontierStream(
-                    backend.stream_chat(messages, system=system, max_tokens=fspec.max_tokens), fspec.display_name
-                )
-            else:
-                system, messages = packet.messages()
-                got = await backend.chat(messages, system=system, max_tokens=fspec.max_tokens)
-        except BackendError as exc:
-            d.error = f"frontier {fspec.display_name} failed: {exc}"
-            return self._finish(
-                d, route="frontier", answer=None, outcome="frontier_error", packet=packet,
-                frontier_ms=(time.perf_counter() - t) * 1000,
-            )
-        if isinstance(got, FrontierStream):
-            result = self._finish(d, route="frontier", answer=None, outcome="streaming", packet=packet, record=False)
-            return replace(result, stream=self._recorded_stream(d, packet, got, t))
-        return self._finish(
-            d, route="frontier", answer=got.text, outcome="answered_frontier", packet=packet,
-            frontier=got, frontier_ms=(time.perf_counter() - t) * 1000,
         )
 
     async def _recorded_stream(
@@ -420,12 +471,13 @@ class Router:
             outcome = "answered_frontier"
         except BackendError as exc:
             d.error = f"frontier {fs.model} failed mid-stream: {exc}"
+            d.error_type = _error_type(exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             outcome, d.error = "client_closed", "the caller closed the stream before the answer ended"
             raise
         finally:
-            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out)
+            answer = FrontierAnswer("".join(parts), fs.model, fs.tokens_in, fs.tokens_out, response_id=fs.response_id)
             self._finish(
                 d, route="frontier", answer=answer.text if outcome == "answered_frontier" else None,
                 outcome=outcome, packet=packet, frontier=answer, frontier_ms=(time.perf_counter() - t) * 1000,
@@ -485,8 +537,7 @@ class Router:
             shadow_agree=shadow_agree,
         )
         if record and self.audit is not None:
-            from smallfirst.redact import mask_secrets
-
+            # Raw text on purpose: the audit writer masks every free-text field off this path.
             fspec = self.policy.frontier_spec(spec)
             self.audit.submit(
                 AuditRecord(
@@ -507,7 +558,7 @@ class Router:
                     frontier_model=(frontier.model if frontier else (fspec[1].display_name if fspec and route == "frontier" else None)),
                     confidence_raw=local.confidence_raw if local else None,
                     confidence_calibrated=local.confidence if local else None,
-                    checks=[{"name": c.name, "ok": c.ok, "detail": mask_secrets(c.detail) if c.detail else ""} for c in d.checks],
+                    checks=[{"name": c.name, "ok": c.ok, "detail": c.detail or ""} for c in d.checks],
                     latency_ms={"total": round(total_ms, 3), "local": round(d.local_ms, 3), "frontier": round(frontier_ms, 3)},
                     tokens={
                         "local_in": local.tokens_in if local else 0,
@@ -525,14 +576,37 @@ class Router:
                     user_group=d.task.user_group,
                     policy_version=self.policy.version_tag,
                     outcome=outcome,
-                    error=mask_secrets(d.error) if d.error else None,
+                    error=d.error,
                     shadow_agree=shadow_agree,
                     **_candidate_columns(d.candidate),
                 )
             )
+        if record and self.telemetry is not None:
+            self._trace(d, result)
         if record and self.learn is not None and frontier is not None and outcome == "answered_frontier":
             self._keep_for_learning(d, frontier)
         return result
+
+    def _trace(self, d: _Decision, result: RouteResult) -> None:
+        """The decision as an OpenTelemetry span; a failure here never costs the decision."""
+        try:
+            from smallfirst.redact import mask_secrets
+
+            spec = d.spec
+            asked, url = None, None
+            if result.route == "local" and spec is not None and spec.model:
+                asked, url = self.policy.models.get(spec.model), getattr(self._backends.get(spec.model), "url", None)
+            elif result.route == "frontier":
+                found = self.policy.frontier_spec(spec)
+                asked, url = (found[1] if found else None), d.frontier_url
+            assert self.telemetry is not None
+            self.telemetry.record(
+                result, start_ns=d.start_ns, asked=asked, server_url=url, error_type=d.error_type, stream=d.stream,
+                user_group=d.task.user_group, trace_context=d.task.metadata.get("trace_context"),
+                error=mask_secrets(d.error) if d.error else None,
+            )
+        except Exception:
+            log.exception("telemetry: the decision's span was not recorded")
 
     def _keep_for_learning(self, d: _Decision, frontier: FrontierAnswer) -> None:
         """Hand a learning task's frontier answer to the learn store. Only a queue put here: the
@@ -571,8 +645,12 @@ class Router:
     def _backend(self, key: str) -> Any:
         b = self._backends.get(key)
         if b is None:
-            spec: ModelSpec = self.policy.models[key]
-            b = self._backends[key] = make_backend(spec, self.policy)
+            # Warm-up threads and requests can ask at once; two instances would load a model twice.
+            with self._backends_lock:
+                b = self._backends.get(key)
+                if b is None:
+                    spec: ModelSpec = self.policy.models[key]
+                    b = self._backends[key] = make_backend(spec, self.policy)
         return b
 
     def _local_cost(self, local_ms: float) -> float:
@@ -636,6 +714,14 @@ def _input_sha(d: _Decision) -> str:
     # A rejected input never became text: hash exactly what arrived.
     raw = d.task.input if not d.text else d.text
     return hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _error_type(exc: BaseException) -> str:
+    """What went wrong, in few words: the HTTP status of a refusal, else the failure's class."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status >= 400:
+        return str(status)
+    return type(exc.__cause__ or exc).__qualname__
 
 
 def _sha(s: str | None) -> str | None:

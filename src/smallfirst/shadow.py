@@ -2,7 +2,8 @@
 
 `agreement()` is computed by the router for every shadow decision where both a local and a
 frontier answer exist; it is stored as `decisions.shadow_agree` (1/0, NULL otherwise).
-`shadow_report()` reads the shadow decisions of a window back, every number computed in SQL.
+`shadow_report()` reads the shadow decisions of a window back, every number computed in SQL
+(the same on SQLite and PostgreSQL).
 
 Agreement, by task kind (deliberately simple, so an operator can predict it):
     classify  the frontier names the local label: its answer starts with the label as a word, or
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from smallfirst.audit import open_readonly
+from smallfirst.store import Dialect, dialect_of
 
 TEXT_AGREE_JACCARD = 0.5
 _WORD = re.compile(r"[a-z0-9_]+")
@@ -102,8 +104,11 @@ def parse_since(s: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
 
 
-# The local machine cost of one decision, from its measured local latency and the policy's price.
-_LOCAL_COST = "(COALESCE(json_extract(latency_ms, '$.local'), 0) / 3600000.0 * :usd_per_hour)"
+def _local_cost(d: Dialect) -> str:
+    """The local machine cost of one decision, from its measured local latency and the policy's price."""
+    return f"(COALESCE({d.json_number('latency_ms', 'local')}, 0) / 3600000.0 * :usd_per_hour)"
+
+
 _FALSE_ACCEPT = "(route_candidate = 'local' AND (shadow_agree = 0 OR review_label = 'escalate'))"
 
 
@@ -115,20 +120,21 @@ def shadow_report(path: str | Path, since_s: float, usd_per_hour: float, now: fl
     args = {"since": (now if now is not None else time.time()) - since_s, "usd_per_hour": usd_per_hour}
     where = "mode = 'shadow' AND ts >= :since"
     conn = open_readonly(path)
+    local_cost = _local_cost(dialect_of(conn))
     try:
         tasks = [
             dict(r)
             for r in conn.execute(
                 f"""SELECT COALESCE(task_type, '(none)') AS task_type,
                        COUNT(*) AS n,
-                       SUM(route_candidate = 'local') AS would_be_local,
-                       1.0 * SUM(route_candidate = 'local') / COUNT(*) AS would_be_local_rate,
-                       SUM({_FALSE_ACCEPT}) AS would_be_false_accepts,
+                       COUNT(*) FILTER (WHERE route_candidate = 'local') AS would_be_local,
+                       1.0 * COUNT(*) FILTER (WHERE route_candidate = 'local') / COUNT(*) AS would_be_local_rate,
+                       COUNT(*) FILTER (WHERE {_FALSE_ACCEPT}) AS would_be_false_accepts,
                        COUNT(shadow_agree) AS compared,
                        AVG(shadow_agree) AS agreement_rate,
-                       SUM(review_label IS NOT NULL) AS reviewed,
+                       COUNT(*) FILTER (WHERE review_label IS NOT NULL) AS reviewed,
                        COALESCE(SUM(CASE WHEN route_candidate = 'local'
-                           THEN (COALESCE(cost_usd, 0) - {_LOCAL_COST}) - {_LOCAL_COST} END), 0) AS cost_saved_usd
+                           THEN (COALESCE(cost_usd, 0) - {local_cost}) - {local_cost} END), 0) AS cost_saved_usd
                 FROM decisions WHERE {where}
                 GROUP BY task_type ORDER BY n DESC, task_type""",
                 args,
@@ -146,7 +152,7 @@ def shadow_report(path: str | Path, since_s: float, usd_per_hour: float, now: fl
             dict(r)
             for r in conn.execute(
                 f"""SELECT COALESCE(task_type, '(none)') AS task_type, COALESCE(reason, '(none)') AS reason, COUNT(*) AS n
-                FROM decisions WHERE {where} AND route_candidate IS NOT 'local'
+                FROM decisions WHERE {where} AND route_candidate IS DISTINCT FROM 'local'
                 GROUP BY task_type, reason ORDER BY task_type, n DESC, reason""",
                 args,
             )

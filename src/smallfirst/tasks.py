@@ -52,6 +52,7 @@ class FrontierAnswer:
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
+    response_id: str | None = None  # the frontier's id for the answer, where it gave one
 
 
 @dataclass(frozen=True)

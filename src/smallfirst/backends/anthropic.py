@@ -88,6 +88,7 @@ class AnthropicBackend:
             tokens_in=int(usage.get("input_tokens") or 0),
             tokens_out=int(usage.get("output_tokens") or 0),
             latency_ms=(time.perf_counter() - t0) * 1000,
+            response_id=resp["id"] if isinstance(resp.get("id"), str) else None,
         )
 
     async def stream_chat(

@@ -1,8 +1,9 @@
-"""Embedding classifier: all-MiniLM-L6-v2 run in numpy, zero-shot or with a trained head.
+"""Embedding classifier: all-MiniLM-L6-v2, zero-shot or with a trained head.
 
-The forward pass is plain numpy float32 (no torch): tokenise with `tokenizers` from the bundled
-tokenizer.json, six BERT layers, mean pooling over real tokens, L2 normalisation. It matches
-sentence-transformers to cosine >= 0.99999 (tests/test_embedding.py).
+The reference forward pass is plain numpy float32 (no torch): tokenise with `tokenizers` from the
+bundled tokenizer.json, six BERT layers, mean pooling over real tokens, L2 normalisation. It
+matches sentence-transformers to cosine >= 0.99999 (tests/test_embedding.py). The backend runs
+the same model with int8 weights on ONNX Runtime (minilm_onnx.py), for a quarter of the CPU.
 
 Two ways to answer a labelled task:
 - zero-shot: cosine between the input and each label's description, softmaxed;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -257,14 +259,20 @@ def _forward(w: _Weights, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings. Loads (and verifies the file hash) on first use;
-    safe to share between threads: the weights are read-only after loading."""
+    """all-MiniLM-L6-v2 sentence embeddings in numpy float32: the reference implementation.
+    Loads (and verifies the file hash) on first use; safe to share between threads: the weights
+    are read-only after loading.
+
+    `sha256` names what computes the embeddings (heads and audit records carry it); here that is
+    the model.safetensors itself, `weights_sha256`."""
 
     name = MODEL_NAME
+    max_body = MAX_SEQ_TOKENS - 2  # word pieces a window holds besides [CLS] and [SEP]
 
     def __init__(self, model_dir: Path | str | None = None, sha256: str = MINILM_SHA256):
         self._model_dir = Path(model_dir) if model_dir is not None else None
-        self.sha256 = sha256.lower()
+        self.weights_sha256 = sha256.lower()
+        self.sha256 = self.weights_sha256
         self._lock = threading.Lock()
         self._weights: _Weights | None = None
         self._tokenizer: Any = None
@@ -277,15 +285,15 @@ class MiniLMEncoder:
         return self._model_dir if self._model_dir is not None else default_model_dir()
 
     def load(self) -> None:
-        if self._weights is not None:
+        if self._tokenizer is not None:
             return
         with self._lock:
-            if self._weights is not None:
+            if self._tokenizer is not None:
                 return
             from tokenizers import Tokenizer
 
             model_dir = self.model_dir
-            verify_sha256(model_dir / "model.safetensors", self.sha256)
+            self._load_model(model_dir)
             tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             # The shipped tokenizer.json pads and truncates to 128; windows are cut here instead.
             tokenizer.no_truncation()
@@ -293,8 +301,11 @@ class MiniLMEncoder:
             self._cls = tokenizer.token_to_id("[CLS]")
             self._sep = tokenizer.token_to_id("[SEP]")
             self._pad = tokenizer.token_to_id("[PAD]")
-            self._tokenizer = tokenizer
-            self._weights = _load_weights(model_dir)
+            self._tokenizer = tokenizer  # last: a set tokenizer means loaded
+
+    def _load_model(self, model_dir: Path) -> None:
+        verify_sha256(model_dir / "model.safetensors", self.weights_sha256)
+        self._weights = _load_weights(model_dir)
 
     def token_ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids of each text without special tokens, untruncated."""
@@ -303,8 +314,7 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 384) unit vectors; each text is read up to 256 tokens, as sentence-transformers does."""
-        body = MAX_SEQ_TOKENS - 2
-        return self.encode_ids([ids[:body] for ids in self.token_ids_batch(texts)])
+        return self.encode_ids([ids[: self.max_body] for ids in self.token_ids_batch(texts)])
 
     def encode_ids(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed pre-cut windows of at most 254 word-piece ids each ([CLS]/[SEP] are added)."""
@@ -315,7 +325,7 @@ class MiniLMEncoder:
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         for start in range(0, len(order), _BATCH):
             chunk = order[start : start + _BATCH]
-            seqs = [[self._cls, *windows[i][: MAX_SEQ_TOKENS - 2], self._sep] for i in chunk]
+            seqs = [[self._cls, *windows[i][: self.max_body], self._sep] for i in chunk]
             length = max(len(s) for s in seqs)
             ids = np.full((len(seqs), length), self._pad, dtype=np.int64)
             mask = np.zeros((len(seqs), length), dtype=np.int64)
@@ -331,7 +341,8 @@ class MiniLMEncoder:
 
 def embed_texts(encoder: MiniLMEncoder, texts: Sequence[str], window: Window) -> tuple[np.ndarray, list[int]]:
     """Unit vectors (n, 384) for `texts` read through `window`, and the tokens each one used."""
-    cut = [window.cut(ids) for ids in encoder.token_ids_batch(texts)]
+    ids = _last_ids(encoder, texts) if window.strategy == "last" else encoder.token_ids_batch(texts)
+    cut = [window.cut(x) for x in ids]
     flat = [w for windows in cut for w in windows]
     vectors = encoder.encode_ids(flat)
     out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
@@ -343,6 +354,27 @@ def embed_texts(encoder: MiniLMEncoder, texts: Sequence[str], window: Window) ->
         tokens.append(sum(len(w) + 2 for w in windows))
         pos += len(windows)
     return out, tokens
+
+
+# The last window reads only the end of a text, and word pieces never span a space or a newline:
+# the tail of a text from a space on gives the same final word pieces as the whole text, and
+# tokenising 2,000 characters instead of a 4,000-character log saves about 1 ms of a 10 ms call.
+_TAIL_CHARS = 2000
+_SPACE = re.compile(r"[ \n]")
+
+
+def _last_ids(encoder: MiniLMEncoder, texts: Sequence[str]) -> list[list[int]]:
+    """Word pieces of each text, enough of its end for a last window (the whole text when its
+    tail is too short to fill one)."""
+    tails = []
+    for text in texts:
+        space = _SPACE.search(text, len(text) - _TAIL_CHARS) if len(text) > _TAIL_CHARS else None
+        tails.append(text[space.start():] if space else text)
+    ids = encoder.token_ids_batch(tails)
+    short = [i for i, x in enumerate(ids) if len(x) < encoder.max_body and tails[i] is not texts[i]]
+    for i, whole in zip(short, encoder.token_ids_batch([texts[i] for i in short]) if short else []):
+        ids[i] = whole
+    return ids
 
 
 # ---------------------------------------------------------------- backend
@@ -357,17 +389,24 @@ def embedding_identity(sha256: str, window: Window) -> str:
 # Without a head there is no cross-validated choice; averaging the windows reads a text evenly,
 # and four windows (about 4,000 characters, the log compressor's budget) bound the latency.
 ZERO_SHOT_WINDOW = Window("mean", 4)
-_shared_encoders: dict[tuple[str | None, str], MiniLMEncoder] = {}
+_shared_encoders: dict[tuple[str | None, str, int | None], MiniLMEncoder] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_encoder(model_dir: Path | str | None = None, sha256: str = MINILM_SHA256) -> MiniLMEncoder:
-    """One encoder per (folder, pin) in the process: its 90 MB of weights are loaded once."""
-    key = (str(model_dir) if model_dir is not None else None, sha256.lower())
+def shared_encoder(model_dir: Path | str | None = None, sha256: str = MINILM_SHA256, threads: int | None = None) -> MiniLMEncoder:
+    """One encoder per (folder, pin, threads) in the process: its weights are loaded once. The
+    int8 ONNX Runtime path (minilm_onnx.py, `threads` per call, default one per core) wherever a
+    graph is pinned for the model, as for the bundled one; the numpy reference path otherwise.
+    Training and serving both come here, so a head is trained on the path that serves it."""
+    from smallfirst.backends.minilm_onnx import GRAPH_SHA256, OnnxMiniLMEncoder
+
+    key = (str(model_dir) if model_dir is not None else None, sha256.lower(), threads)
     with _shared_lock:
         enc = _shared_encoders.get(key)
         if enc is None:
-            enc = _shared_encoders[key] = MiniLMEncoder(model_dir, sha256)
+            fast = sha256.lower() in GRAPH_SHA256
+            enc = OnnxMiniLMEncoder(model_dir, sha256, threads=threads) if fast else MiniLMEncoder(model_dir, sha256)
+            _shared_encoders[key] = enc
         return enc
 
 
@@ -387,9 +426,9 @@ class EmbeddingBackend:
             model_dir = policy.resolve_path(spec.path)
             if not spec.sha256:
                 raise BackendError(f"model {self.name}: a custom path needs sha256 (the pin of model.safetensors)")
-            self.encoder = shared_encoder(model_dir, spec.sha256)
+            self.encoder = shared_encoder(model_dir, spec.sha256, spec.threads)
         else:
-            self.encoder = shared_encoder()
+            self.encoder = shared_encoder(threads=spec.threads)
         self.sha256: str | None = self.encoder.sha256
         self._lock = threading.Lock()
         self._label_vectors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}

@@ -9,6 +9,7 @@ caller's mistake (bad key, bad body) and fails at once. Every failure surfaces a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -107,6 +108,9 @@ def session() -> aiohttp.ClientSession:
             # Per-request timeouts are passed on each call.
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
+            # One session serves every caller: a cookie one frontier answer sets must not ride
+            # along on the next caller's request (and skipping the jar saves work per request).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         _sessions[loop] = s
     return s
@@ -122,6 +126,7 @@ async def aclose() -> None:
 # ---------------------------------------------------------------- requests
 
 
+@functools.lru_cache(maxsize=256)
 def server_label(url: str) -> str:
     """How errors name a server: scheme, host, port and path, never a query string or key."""
     parts = urlsplit(url)
@@ -216,12 +221,26 @@ async def post_json(
     backoff_s: float = DEFAULT_BACKOFF_S,
 ) -> dict[str, Any]:
     """POST a JSON body, return the JSON object answered; retry what is worth retrying."""
+    answer, _ = await post_json_raw(url, body, headers, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+    return answer
+
+
+async def post_json_raw(
+    url: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    retries: int,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+) -> tuple[dict[str, Any], bytes]:
+    """post_json, and the answer's bytes as they came, for a proxy to pass on without re-encoding."""
     data = json.dumps(body, ensure_ascii=False).encode()
     hdrs = {"content-type": "application/json", **headers}
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    timeout = _timeout(timeout_s)
     server = server_label(url)
 
-    async def attempt_fn(attempt: int) -> dict[str, Any]:
+    async def attempt_fn(attempt: int) -> tuple[dict[str, Any], bytes]:
         resp = await _open(url, data, hdrs, timeout, attempt)
         try:
             raw = await resp.read()  # inside the attempt: a body that times out is retried too
@@ -235,9 +254,14 @@ async def post_json(
             ) from None
         if not isinstance(answer, dict):
             raise HTTPBackendError(server, "response is not a JSON object", status=200, attempts=attempt)
-        return answer
+        return answer, raw
 
     return await _with_retries(attempt_fn, server, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total_s: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total_s)  # frozen; one per distinct timeout, not per request
 
 
 # ---------------------------------------------------------------- server-sent events

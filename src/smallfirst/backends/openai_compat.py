@@ -198,6 +198,7 @@ class OpenAICompatBackend:
             tokens_in=int(usage.get("prompt_tokens") or 0),
             tokens_out=int(usage.get("completion_tokens") or 0),
             latency_ms=(time.perf_counter() - t0) * 1000,
+            response_id=resp["id"] if isinstance(resp.get("id"), str) else None,
         )
 
     async def stream_chat(

@@ -6,112 +6,45 @@
     POST /admin/policy/reload   {"keep_overrides": true}      (body optional)
     GET  /admin/state
 
-A bearer token from SMALLFIRST_ADMIN_TOKEN guards it. Without that variable the admin API is off
-and every /admin path answers 404, as if it did not exist, so a scan cannot tell a guarded admin
-API from none; a missing or wrong token answers 401. A change applies to the next request.
+The admin token (SMALLFIRST_ADMIN_TOKEN) guards it, as a bearer token or the dashboard's admin
+session with its CSRF token (access.py); a change from another origin is refused. Without the
+token the admin API is off and every /admin path answers 404, as if it did not exist, so a scan
+cannot tell a guarded admin API from none; a missing or wrong token answers 401, a cross-origin
+or CSRF failure 403. A change applies to the next request.
 
 Changes made here are overrides kept on top of the policy file, and they survive a reload: a
 kill switch thrown during an incident must not be undone by someone reloading an edited file.
-`{"keep_overrides": false}` drops them. Every call is written to the `admin_events` table of the
-audit database, in its own short transaction.
+`{"keep_overrides": false}` drops them. With an audit store the overrides are shared: every
+replica on the same store applies a change within a second (smallfirst.flags), and a restart
+keeps them. Every call is written to the `admin_events` table of the audit store, once: a change
+in the same transaction as the change itself, with who (X-Smallfirst-Actor, else a fingerprint of
+the token), why (the body's reason) and which replica took it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import sqlite3
+import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smallfirst.audit import open_readonly
-from smallfirst.policy import Policy, PolicyError, load_policy
-
-if TYPE_CHECKING:
-    from smallfirst.server.app import Service
+from smallfirst.flags import Overrides, insert_admin_event
+from smallfirst.policy import PolicyError, load_policy
+from smallfirst.server.access import Access, OperatedService
+from smallfirst.store import connect, dialect_of
 
 log = logging.getLogger("smallfirst.admin")
 
-ADMIN_EVENTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS admin_events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  ts REAL NOT NULL,
-  action TEXT NOT NULL,        -- kill_switch | rollout | policy_reload | state | unknown
-  allowed INTEGER NOT NULL,    -- 1 the call was authorised, 0 refused
-  status INTEGER NOT NULL,     -- the HTTP status answered
-  remote TEXT,                 -- the caller's address
-  detail TEXT,                 -- JSON: what was asked, what changed, or why it was refused
-  policy_before TEXT,          -- policy_version before and after the call
-  policy_after TEXT
-)
-"""
 _ACTIONS = {"/admin/kill-switch": "kill_switch", "/admin/rollout": "rollout",
             "/admin/policy/reload": "policy_reload", "/admin/state": "state"}
 _MAX_BODY = 64 * 1024
-
-
-# ---------------------------------------------------------------------- overrides
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """What admin calls changed, applied on top of whatever policy file is loaded."""
-
-    kill_switch: bool | None = None
-    kill_switch_reason: str | None = None
-    mode: Literal["live", "shadow"] | None = None
-    task_modes: dict[str, Literal["live", "shadow"] | None] = field(default_factory=dict)  # None: the file's
-    group_modes: dict[str, Literal["live", "shadow"] | None] = field(default_factory=dict)
-    local_groups: tuple[str, ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.kill_switch is not None:
-            out["kill_switch"] = self.kill_switch
-            out["kill_switch_reason"] = self.kill_switch_reason
-        if self.mode is not None:
-            out["mode"] = self.mode
-        if self.task_modes:
-            out["task_modes"] = dict(self.task_modes)
-        if self.group_modes:
-            out["group_modes"] = dict(self.group_modes)
-        if self.local_groups is not None:
-            out["local_groups"] = list(self.local_groups)
-        return out
-
-    def apply(self, policy: Policy) -> Policy:
-        d = self.to_dict()
-        if not d:
-            return policy
-        r = policy.rollout
-        task_modes = {**r.task_modes, **{k: v for k, v in self.task_modes.items() if v is not None}}
-        for k, v in self.task_modes.items():
-            if v is None:
-                task_modes.pop(k, None)
-        group_modes = {**r.group_modes, **{k: v for k, v in self.group_modes.items() if v is not None}}
-        for k, v in self.group_modes.items():
-            if v is None:
-                group_modes.pop(k, None)
-        rollout = r.model_copy(update={
-            "mode": self.mode or r.mode,
-            "kill_switch": r.kill_switch if self.kill_switch is None else self.kill_switch,
-            "kill_switch_reason": r.kill_switch_reason if self.kill_switch is None else self.kill_switch_reason,
-            # A task the reloaded file no longer has keeps no mode.
-            "task_modes": {k: v for k, v in task_modes.items() if k in policy.tasks},
-            "group_modes": group_modes,
-            "local_groups": list(self.local_groups) if self.local_groups is not None else r.local_groups,
-        })
-        # The audit's policy_version names the policy in force, overrides included.
-        digest = hashlib.sha256(f"{policy.digest}:{json.dumps(d, sort_keys=True)}".encode()).hexdigest()
-        return policy.model_copy(update={"rollout": rollout, "digest": digest})
 
 
 # ---------------------------------------------------------------------- request bodies
@@ -131,37 +64,35 @@ class RolloutBody(_Body):
     task: str | None = Field(None, min_length=1, max_length=64)
     group: str | None = Field(None, min_length=1, max_length=64)
     local_groups: list[str] | None = Field(None, max_length=1000)
+    reason: str | None = Field(None, max_length=500)
 
 
 class ReloadBody(_Body):
     keep_overrides: bool = True
+    reason: str | None = Field(None, max_length=500)
 
 
 # ---------------------------------------------------------------------- the audit table
 
 
-def record_admin_event(db_path: str | Path, event: dict[str, Any]) -> None:
-    """One admin event, in its own short transaction in the audit database."""
-    conn = sqlite3.connect(db_path, timeout=5.0)
+def record_admin_event(target: str | Path, event: dict[str, Any]) -> None:
+    """One admin event, in its own short transaction in the audit store."""
+    from smallfirst.schema import open_for_writing
+
+    conn = open_for_writing(target)
     try:
         with conn:
-            conn.execute(ADMIN_EVENTS_SCHEMA)
-            conn.execute(
-                "INSERT INTO admin_events (ts, action, allowed, status, remote, detail, policy_before, policy_after) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (event["ts"], event["action"], int(event["allowed"]), event["status"], event.get("remote"),
-                 json.dumps(event.get("detail"), ensure_ascii=False), event.get("policy_before"), event.get("policy_after")),
-            )
+            insert_admin_event(conn, event)
     finally:
         conn.close()
 
 
-def read_admin_events(db_path: str | Path, limit: int = 50) -> list[dict[str, Any]]:
-    conn = open_readonly(db_path)
+def read_admin_events(target: str | Path, limit: int = 50) -> list[dict[str, Any]]:
+    conn = connect(target)
     try:
+        if not dialect_of(conn).has_table(conn, "admin_events"):
+            return []  # no admin call yet
         rows = conn.execute("SELECT * FROM admin_events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    except sqlite3.OperationalError:  # no admin call yet: no table
-        return []
     finally:
         conn.close()
     return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
@@ -170,30 +101,40 @@ def read_admin_events(db_path: str | Path, limit: int = 50) -> list[dict[str, An
 # ---------------------------------------------------------------------- handlers
 
 
-def add_routes(app: web.Application, service: "Service") -> None:
-    handler = _Admin(service)
+def add_routes(app: web.Application, service: OperatedService, access: Access) -> None:
+    handler = _Admin(service, access)
     app.router.add_route("*", "/admin/{tail:.*}", handler.dispatch)
 
 
+def refusal_response(refusal: Any) -> web.Response:
+    """The answer to a refused admin call (shared with the dashboard's review endpoint)."""
+    if refusal.status == 404:
+        return _json({"error": "not found (the admin API is off: set SMALLFIRST_ADMIN_TOKEN to turn it on)"}, 404)
+    if refusal.status == 401:
+        return _json({"error": "a valid bearer token is required (Authorization: Bearer $SMALLFIRST_ADMIN_TOKEN)"},
+                     401, {"www-authenticate": 'Bearer realm="smallfirst-admin"'})
+    return _json({"error": refusal.reason}, refusal.status)
+
+
 class _Admin:
-    def __init__(self, service: "Service"):
+    def __init__(self, service: OperatedService, access: Access):
         self.service = service
+        self.access = access
 
     async def dispatch(self, request: web.Request) -> web.Response:
         s = self.service
         action = _ACTIONS.get(request.path, "unknown")
         event: dict[str, Any] = {"ts": time.time(), "action": action, "allowed": False, "remote": request.remote,
-                                 "policy_before": s.router.policy.version_tag, "detail": {"method": request.method}}
-        if s.admin_token is None:
-            resp = _json({"error": "not found (the admin API is off: set SMALLFIRST_ADMIN_TOKEN to turn it on)"}, 404)
-            event["detail"]["refused"] = "admin API off"
-        elif not _authorised(request, s.admin_token):
-            resp = _json({"error": "a valid bearer token is required (Authorization: Bearer $SMALLFIRST_ADMIN_TOKEN)"},
-                         401, {"www-authenticate": 'Bearer realm="smallfirst-admin"'})
-            event["detail"]["refused"] = "missing or wrong bearer token"
+                                 "policy_before": s.router.policy.version_tag, "detail": {"method": request.method},
+                                 "actor": _actor(request, self.access), "replica": s.replica}
+        read = request.method in ("GET", "HEAD")
+        refusal = self.access.check_admin_read(request) if read else self.access.check_change(request)
+        if refusal is not None:
+            resp = refusal_response(refusal)
+            event["detail"]["refused"] = refusal.reason
         else:
             event["allowed"] = True
-            resp = await self._authorised_call(request, action, event["detail"])
+            resp = await self._authorised_call(request, action, event)
         event["status"] = resp.status
         event["policy_after"] = s.router.policy.version_tag
         s.metrics.admin_calls.labels(action, "true" if event["allowed"] else "false").inc()
@@ -203,6 +144,8 @@ class _Admin:
         return resp
 
     async def _record(self, event: dict[str, Any]) -> bool:
+        if event.pop("recorded", False):
+            return True  # a change: written with the change itself (smallfirst.flags)
         path = self.service.audit_path
         if path is None:
             log.warning("admin call not stored (no audit database): %s", event)
@@ -210,12 +153,13 @@ class _Admin:
         try:
             await asyncio.to_thread(record_admin_event, path, event)
             return True
-        except sqlite3.Error as exc:
+        except Exception as exc:
             # The change itself stands: a kill switch must work with the disk full. Say so loudly.
             log.error("admin event could not be written to %s: %s: %s", path, exc, event)
             return False
 
-    async def _authorised_call(self, request: web.Request, action: str, detail: dict[str, Any]) -> web.Response:
+    async def _authorised_call(self, request: web.Request, action: str, event: dict[str, Any]) -> web.Response:
+        detail = event["detail"]
         routes = {
             ("POST", "kill_switch"): (KillSwitchBody, self.kill_switch),
             ("POST", "rollout"): (RolloutBody, self.rollout),
@@ -243,69 +187,87 @@ class _Admin:
             detail["error"] = _short_error(exc)
             return _json({"error": detail["error"]}, 400)
         detail["request"] = body.model_dump(exclude_unset=True)
-        return handler(body, detail)
+        event["reason"] = getattr(body, "reason", None)
+        return await handler(body, event)
 
-    def kill_switch(self, body: KillSwitchBody, detail: dict[str, Any]) -> web.Response:
-        s = self.service
+    async def kill_switch(self, body: KillSwitchBody, event: dict[str, Any]) -> web.Response:
         reason = body.reason or ("kill switch on (admin API)" if body.on else None)
-        s.install(s.base_policy, replace(s.overrides, kill_switch=body.on, kill_switch_reason=reason))
-        return _json(self._state())
+        shared = await self.service.change_flags(
+            lambda o: replace(o, kill_switch=body.on, kill_switch_reason=reason), event)
+        return _json(self._state(shared))
 
-    def rollout(self, body: RolloutBody, detail: dict[str, Any]) -> web.Response:
+    async def rollout(self, body: RolloutBody, event: dict[str, Any]) -> web.Response:
         s = self.service
         given = body.model_fields_set
         if body.task is not None and body.group is not None:
             return _json({"error": "give task or group, not both"}, 400)
         if "mode" not in given and "local_groups" not in given:
             return _json({"error": "nothing to change: give mode and/or local_groups"}, 400)
-        o = s.overrides
-        if "mode" in given:
-            if body.task is not None:
-                if body.task not in s.router.policy.tasks:
-                    return _json({"error": f"unknown task {body.task!r}; the policy has {sorted(s.router.policy.tasks)}"}, 400)
-                o = replace(o, task_modes={**o.task_modes, body.task: body.mode})
-            elif body.group is not None:
-                o = replace(o, group_modes={**o.group_modes, body.group: body.mode})
-            elif body.mode is None:
-                return _json({"error": "mode null clears a task's or a group's mode; the default mode needs live or shadow"}, 400)
-            else:
-                o = replace(o, mode=body.mode)
-        if body.local_groups is not None:
-            o = replace(o, local_groups=tuple(body.local_groups))
-        s.install(s.base_policy, o)
-        return _json(self._state())
+        if "mode" in given and body.task is None and body.group is None and body.mode is None:
+            return _json({"error": "mode null clears a task's or a group's mode; the default mode needs live or shadow"}, 400)
+        if "mode" in given and body.task is not None and body.task not in s.router.policy.tasks:
+            return _json({"error": f"unknown task {body.task!r}; the policy has {sorted(s.router.policy.tasks)}"}, 400)
 
-    def reload(self, body: ReloadBody, detail: dict[str, Any]) -> web.Response:
+        # Applied to the overrides as they are in the store when the change lands, so a change
+        # made at the same moment on another replica is kept.
+        def change(o: Overrides) -> Overrides:
+            if "mode" in given:
+                if body.task is not None:
+                    o = replace(o, task_modes={**o.task_modes, body.task: body.mode})
+                elif body.group is not None:
+                    o = replace(o, group_modes={**o.group_modes, body.group: body.mode})
+                else:
+                    o = replace(o, mode=body.mode)
+            if body.local_groups is not None:
+                o = replace(o, local_groups=tuple(body.local_groups))
+            return o
+
+        shared = await s.change_flags(change, event)
+        return _json(self._state(shared))
+
+    async def reload(self, body: ReloadBody, event: dict[str, Any]) -> web.Response:
         s = self.service
         try:
             # The file is validated in full first; a policy that fails leaves the old one in force.
             new = load_policy(s.policy_path)
         except PolicyError as exc:
-            detail["error"] = str(exc)
+            event["detail"]["error"] = str(exc)
             return _json({"error": f"policy rejected, the old one stays: {exc}"}, 422)
-        s.install(new, s.overrides if body.keep_overrides else Overrides())
+        keep = body.keep_overrides
+        shared = await s.change_flags(lambda o: o if keep else Overrides(), event, base=new)
         if s.warm_on_start:
             s.start_warming()  # models the new policy names load in the background
-        return _json(self._state())
+        return _json(self._state(shared))
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, shared: bool | None = None) -> dict[str, Any]:
         s = self.service
         p = s.router.policy
-        return {
+        out = {
             "ok": True,
             "policy_version": p.version_tag,
             "policy_source": p.source,
             "rollout": p.rollout.model_dump(),
             "tool_use": p.tool_use,
             "overrides": s.overrides.to_dict(),
+            # The shared flags: their version in the store, and whether the store answers.
+            "flags": {"version": s.flags.stored.version, "store_reachable": s.flags.reachable,
+                      "pending_changes": len(s.flags.pending)},
         }
+        if shared is not None:
+            out["shared"] = shared  # False: applied on this replica; the others follow when the store is back
+        return out
 
 
-def _authorised(request: web.Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    if not given.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(given[7:].strip().encode(), token.encode())
+_ACTOR_RE = re.compile(r"^[\w.@:+-]{1,64}$")
+
+
+def _actor(request: web.Request, access: Access) -> str | None:
+    """Who made the call: the X-Smallfirst-Actor header when it is a plain name, else a short
+    fingerprint of the token (or the session's token) presented, never the token."""
+    name = request.headers.get("x-smallfirst-actor", "").strip()
+    if _ACTOR_RE.match(name):
+        return name
+    return access.fingerprint(request)
 
 
 def _json(data: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -167,6 +167,7 @@ def read_answer(body: Mapping[str, Any], default_model: str) -> Answer:
         finish=_FINISH.get(str(body.get("stop_reason")), "stop"),
         tokens_in=int(usage.get("input_tokens") or 0),
         tokens_out=int(usage.get("output_tokens") or 0),
+        response_id=body["id"] if isinstance(body.get("id"), str) and body["id"] else None,
     )
 
 
@@ -243,6 +244,7 @@ class StreamDecoder:
         self.done = False
         self.tokens_in = self.tokens_out = 0
         self.usage_only = False
+        self.response_id: str | None = None
         self._finish: FinishReason = "stop"
         self._tools: dict[int, int] = {}  # content block index -> tool call ordinal
 
@@ -268,7 +270,10 @@ class StreamDecoder:
                 return [ToolCallDelta(ordinal, block.get("id"), block.get("name"))]
             return []
         if kind == "message_start":
-            usage = (data.get("message") or {}).get("usage") or {}
+            message = data.get("message") or {}
+            if isinstance(message.get("id"), str) and message["id"]:
+                self.response_id = message["id"]
+            usage = message.get("usage") or {}
             self.tokens_in = int(usage.get("input_tokens") or 0)
             self.tokens_out = int(usage.get("output_tokens") or 0)
         elif kind == "message_delta":

@@ -4,6 +4,7 @@
     GET  /v1/models             the task types            GET  /openapi.json  this API
     GET  /healthz  /readyz      up / local models loaded  GET  /metrics       Prometheus
     /admin/*                    kill switch, rollout, policy reload (admin.py)
+    /dashboard*                 the operator dashboard (dashboard_routes.py; who may see it: access.py)
 
 One request: read and validate the body (400/413 in the caller's error format), find the task
 (model "smallfirst/<task>", header X-Smallfirst-Task, or "smallfirst/auto"), the user group
@@ -15,31 +16,36 @@ its first byte; a frontier answer streams through as it arrives (frontier.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import random
 import re
+import socket
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
 from smallfirst.audit import AuditLog
 from smallfirst.backends import http
 from smallfirst.backends.base import BackendError
+from smallfirst.flags import Change, FlagState, Overrides, SharedFlags
 from smallfirst.metrics import CONTENT_TYPE_LATEST, MeteredAudit, Metrics
-from smallfirst.policy import Policy
+from smallfirst.policy import Policy, PolicyError, load_policy
 from smallfirst.router import InputRejected, RouteResult, Router
 from smallfirst.server import admin, anthropic_wire, openai_wire, openapi
+from smallfirst.server.access import Access, is_loopback
 from smallfirst.server.auto import TaskClassifier
 from smallfirst.server.dashboard_routes import register_dashboard
 from smallfirst.server.frontier import Exchange
 from smallfirst.server.wire import Answer, ChatRequest, Finish, TextDelta, WireError
 from smallfirst.tasks import Task
+from smallfirst.telemetry import TRACE_HEADERS, Telemetry
 
 log = logging.getLogger("smallfirst.server")
 
@@ -52,6 +58,8 @@ _STARTED = int(time.time())
 SWITCH_INTERVAL_S = 0.001
 
 SERVICE: web.AppKey["Service"] = web.AppKey("smallfirst_service")
+_UNSEEN = object()
+ACCESS: web.AppKey[Access] = web.AppKey("smallfirst_access")
 
 
 class RequestError(ValueError):
@@ -74,6 +82,7 @@ class Service:
         audit_path: str | Path | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         warm: bool = True,
+        telemetry: Telemetry | None = None,
         learn: Any = None,
     ):
         self.metrics = Metrics(known_tasks=lambda: self.router.policy.tasks)
@@ -81,14 +90,19 @@ class Service:
         if audit is not None:
             self.metrics.watch_audit(audit)
         self.learn = learn  # smallfirst.learn_store.LearnLog, for tasks with learn: in the policy
-        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends, learn=learn)  # type: ignore[arg-type]
+        self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends,  # type: ignore[arg-type]
+                             telemetry=telemetry, learn=learn)
         self.classifier = classifier or TaskClassifier()
         self.base_policy = policy  # as read from its file; admin overrides are applied on top
-        self.overrides = admin.Overrides()
+        self.overrides = Overrides()
         self.admin_token = admin_token or None
         self.policy_path = str(policy_path) if policy_path else (policy.source if policy.source != "<memory>" else None)
-        sink_path = getattr(getattr(audit, "sink", None), "path", None)
-        self.audit_path = str(audit_path) if audit_path else (str(sink_path) if sink_path else None)
+        store = getattr(audit, "target", None)
+        self.audit_path = str(audit_path) if audit_path else store  # a SQLite path or a postgresql:// URL
+        # Overrides shared with the other replicas through the audit store (in memory without one).
+        self.flags = SharedFlags(self.audit_path, self._apply_flags)
+        self.replica = os.environ.get("SMALLFIRST_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
+        self._store_policy_version: str | None | object = _UNSEEN
         self.max_body_bytes = max_body_bytes
         self.warm_on_start = warm
         self.models: dict[str, str] = {}  # model key -> "loading" | "ready" | error message
@@ -105,13 +119,44 @@ class Service:
 
     # ------------------------------------------------------------------ policy and readiness
 
-    def install(self, base: Policy, overrides: "admin.Overrides") -> Policy:
+    def install(self, base: Policy, overrides: Overrides) -> Policy:
         """Make `base` with `overrides` the policy of the next request."""
         policy = overrides.apply(base)
         self.base_policy, self.overrides = base, overrides
         self.router.set_policy(policy)
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         return policy
+
+    async def change_flags(self, change: Change, event: dict[str, Any], *, base: Policy | None = None) -> bool:
+        """An admin change, for every replica; `base` is a newly reloaded policy file. Applies
+        here at once; False when the store did not take it yet (it follows when it can)."""
+        reloaded = base is not None
+        base = base or self.base_policy
+        state, shared = await self.flags.change(change, event, lambda o: o.apply(base).version_tag,
+                                                policy_version=base.digest if reloaded else None)
+        if reloaded:
+            self._store_policy_version = base.digest
+        self.install(base, state.overrides)
+        return shared
+
+    async def _apply_flags(self, state: FlagState) -> None:
+        """The shared flags changed (on another replica, or while the store was away)."""
+        base = self.base_policy
+        seen, self._store_policy_version = self._store_policy_version, state.policy_version
+        if seen is not _UNSEEN and state.policy_version != seen and state.policy_version != base.digest and self.policy_path:
+            # Another replica reloaded the policy: read this replica's copy of the file too.
+            try:
+                base = await asyncio.to_thread(load_policy, self.policy_path)
+            except PolicyError as exc:
+                log.error("policy reloaded on another replica, but this replica's file is rejected "
+                          "(the old policy stays): %s", exc)
+            if base.digest != state.policy_version:
+                log.warning("this replica's policy file %s differs from the one reloaded on another replica",
+                            self.policy_path)
+        reloaded = base is not self.base_policy
+        self.install(base, self.flags.overrides)  # the latest: a change may have landed meanwhile
+        if reloaded and self.warm_on_start:
+            self.start_warming()  # models the new policy names load in the background
 
     def start_warming(self) -> None:
         self.ready = False
@@ -120,18 +165,28 @@ class Service:
 
     async def _warm(self) -> None:
         policy = self.router.policy
-        self.models = {t.model: "loading" for t in policy.tasks.values() if t.local and t.model}
-        results = await asyncio.to_thread(self.router.warm)
-        try:
-            await asyncio.to_thread(self.classifier.load)
-            results["auto_classifier"] = None
-        except Exception as exc:  # auto then sends everything to the frontier as unknown_task
-            results["auto_classifier"] = f"{type(exc).__name__}: {exc}"
-        self.models = {k: "ready" if err is None else err for k, err in results.items()}
-        for key, err in results.items():
+        keys = self.router.local_models()
+        loads: dict[str, Callable[[], str | None]] = {key: functools.partial(self.router.warm_model, key) for key in keys}
+        loads["auto_classifier"] = self.classifier.load
+        self.models = dict.fromkeys(loads, "loading")
+
+        async def warm(key: str) -> bool:
+            try:
+                err = await asyncio.to_thread(loads[key])
+            except Exception as exc:  # the auto classifier: auto then sends everything to the frontier as unknown_task
+                err = f"{type(exc).__name__}: {exc}"
+            self.models[key] = "ready" if err is None else err  # /readyz shows each model as it is ready
             if err is not None:
                 log.error("model %s failed to load: %s", key, err)
-        self.ready = all(err is None for err in results.values())
+            return err is None
+
+        # xllamacpp holds the GIL while llama.cpp loads a GGUF (about 2 s, far longer on a busy
+        # machine): nothing else in the process runs meanwhile. So the other models (the
+        # classifier: under a second) load first, together, and in-process GGUF models after them.
+        gguf = [k for k in keys if policy.models[k].provider == "llamacpp"]
+        first = await asyncio.gather(*(warm(k) for k in loads if k not in gguf))
+        then = [await warm(k) for k in gguf]
+        self.ready = all(first) and all(then)
         self.metrics.ready.set(1 if self.ready else 0)
 
     # ------------------------------------------------------------------ the two APIs
@@ -171,13 +226,17 @@ class Service:
             return _error(wire, 400, str(exc), param=getattr(exc, "param", None))
         if task_type == AUTO:
             task_type = await self._classify(req, policy)
+        metadata: dict[str, Any] = {"tools": req.has_tools, "protocol": wire.NAME}
+        if self.router.telemetry is not None:
+            # The caller's W3C trace context: the decision's span joins the caller's trace.
+            metadata["trace_context"] = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
         task = Task(
             input=req.task_text,
             task_type=task_type,
             task_id=task_id,
             user_group=group,
             schema=req.schema,
-            metadata={"tools": req.has_tools, "protocol": wire.NAME},
+            metadata=metadata,
         )
         msg_id = f"{random.getrandbits(96):024x}"  # a response id, not a secret (os.urandom costs 15 us here)
         exchange = Exchange(req, shadow=policy.rollout.mode_for(task_type, group) == "shadow", msg_id=msg_id)
@@ -205,9 +264,11 @@ class Service:
                             tokens_in=local.tokens_in if local else 0, tokens_out=local.tokens_out if local else 0)
         if req.stream:
             return _whole_stream(wire, req, answer, msg_id, headers)
-        payload = exchange.raw_response if exchange.raw_response is not None else wire.render_answer(answer, msg_id)
-        return web.Response(body=json.dumps(payload, ensure_ascii=False).encode(), headers=headers,
-                            content_type="application/json")
+        if exchange.raw_body is not None:
+            body = exchange.raw_body  # the frontier's own answer, passed on as it came
+        else:
+            body = json.dumps(wire.render_answer(answer, msg_id), ensure_ascii=False).encode()
+        return web.Response(body=body, headers=headers, content_type="application/json")
 
     async def _classify(self, req: ChatRequest, policy: Policy) -> str:
         """The task `auto` stands for; AUTO itself (an unknown task) when unclear."""
@@ -368,13 +429,16 @@ def _check_schema(req: ChatRequest) -> None:
 # ---------------------------------------------------------------------- the application
 
 
-def create_app(policy: Policy, **kwargs: Any) -> web.Application:
-    """The aiohttp application; keyword arguments are Service's (audit, backends, classifier,
-    admin_token, policy_path, audit_path, max_body_bytes, warm, learn)."""
+def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None = None, **kwargs: Any) -> web.Application:
+    """The aiohttp application. `exposed`: it listens beyond loopback, so the dashboard needs a
+    token (access.py). Other keyword arguments are Service's (audit, backends, classifier,
+    admin_token, policy_path, audit_path, max_body_bytes, warm, telemetry, learn)."""
     kwargs.setdefault("admin_token", os.environ.get("SMALLFIRST_ADMIN_TOKEN"))
     service = Service(policy, **kwargs)
+    access = Access(service.admin_token, read_token or os.environ.get("SMALLFIRST_READ_TOKEN") or None, exposed)
     app = web.Application(client_max_size=service.max_body_bytes)
     app[SERVICE] = service
+    app[ACCESS] = access
     app.router.add_post("/v1/chat/completions", service.chat_completions)
     app.router.add_post("/v1/messages", service.messages)
     app.router.add_get("/v1/models", service.models_list)
@@ -382,15 +446,17 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
     app.router.add_get("/readyz", service.readyz)
     app.router.add_get("/metrics", service.metrics_page)
     app.router.add_get("/openapi.json", service.openapi_document)
-    admin.add_routes(app, service)
-    register_dashboard(app, service)
+    admin.add_routes(app, service, access)
+    register_dashboard(app, service, access)
 
     async def on_startup(app: web.Application) -> None:
         service.loop = asyncio.get_running_loop()
+        await service.flags.start()
         if service.warm_on_start:
             service.start_warming()
 
     async def on_cleanup(app: web.Application) -> None:
+        await service.flags.stop()
         if service._warm_task is not None and not service._warm_task.done():
             service._warm_task.cancel()
         await service.router.aclose()
@@ -399,6 +465,8 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
             await asyncio.to_thread(service.audit.close)
         if service.learn is not None:
             await asyncio.to_thread(service.learn.close)
+        if service.router.telemetry is not None:
+            await asyncio.to_thread(service.router.telemetry.shutdown)  # exports the spans still queued
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -406,22 +474,35 @@ def create_app(policy: Policy, **kwargs: Any) -> web.Application:
 
 
 def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.1", port: int = 8787,
-          *, warm: bool = True, learn_path: str | None = None) -> None:
+          *, warm: bool = True, spill_path: str | None = None, learn_path: str | None = None) -> None:
     """`smallfirst serve`: load the policy, open the audit store (and the learn store when a task
-    learns), serve until interrupted."""
-    from smallfirst.learn_store import LearnLog, learn_store_path
-    from smallfirst.policy import load_policy
+    learns), serve until interrupted. The audit store is a SQLite file or a postgresql:// URL
+    shared with other replicas."""
+    from smallfirst.learn_store import LearnLog, learn_store_target
+    from smallfirst.schema import check_store
+    from smallfirst.store import describe, is_postgres
 
     policy = load_policy(policy_path)
-    audit = AuditLog.sqlite(audit_path) if audit_path else None
+    if audit_path:
+        # Refuse a store that is behind the code; an unreachable one is not a reason to stop
+        # answering (decisions spill until it is back).
+        if (problem := check_store(audit_path)) is not None:
+            log.error("%s: decisions spill to the spill file and admin changes wait until it answers", problem)
+    audit = AuditLog.open(audit_path, spill_path=spill_path) if audit_path else None
     learn = None
     if any(t.learn is not None for t in policy.tasks.values()) and (learn_path or audit_path):
-        learn = LearnLog.sqlite(learn_path or learn_store_path(audit_path or ""))
-    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm, learn=learn)
+        target = learn_store_target(audit_path, learn_path)
+        # In the audit's PostgreSQL database, examples spill beside the audit's spill file.
+        spill = audit.spill_path.with_suffix(".learn.jsonl") if audit is not None and is_postgres(target) else None
+        learn = LearnLog.open(target, spill_path=spill)
+    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm, learn=learn,
+                     exposed=not is_loopback(host))
     service = app[SERVICE]
     admin_state = "on" if service.admin_token else "off (set SMALLFIRST_ADMIN_TOKEN)"
+    store = f"{describe(audit_path)} (spill {audit.spill_path})" if audit is not None else "off"
     print(f"smallfirst serve: http://{host}:{port}/v1  policy {policy.source} ({policy.version_tag}); "
-          f"audit {audit_path or 'off'}; learn store {learn.store.path if learn else 'off'}; admin API {admin_state}; "
+          f"audit {store}; learn store {describe(learn.target) if learn else 'off'}; admin API {admin_state}; "
+          f"{app[ACCESS].describe()}; replica {service.replica}; "
           "models load in the background (GET /readyz)", flush=True)
     run(app, host, port)
 

@@ -3,34 +3,38 @@
     GET  /dashboard?window=hour|day|week|all   the six metrics, plots, kill switch, review queue
     GET  /dashboard/api/summary?window=...      the same numbers as JSON
     GET  /dashboard/decisions?task=&route=&reason=&user_group=&model=&window=[&format=json]
-    POST /dashboard/review  {"decision_id": "...", "label": "accept"|"escalate"}   (admin token)
+    GET  /dashboard/login, POST /dashboard/login (form: token), POST /dashboard/logout
+    POST /dashboard/review  {"decision_id": "...", "label": "accept"|"escalate"}   (admin)
 
-The kill-switch form posts to the existing /admin/kill-switch with the token the operator types;
-a review needs the same token and is written to admin_events like any admin call. All numbers
-come from smallfirst.dashboard (SQL over the audit store).
+Who may read and change what is access.py's: reads are open on loopback and need a token beyond
+it; the kill switch (posted to /admin/kill-switch) and reviews need the admin token, as a bearer
+header or a login session with its CSRF token, from this page's origin. Every review, login and
+refusal is written to admin_events. An audit store that does not exist yet (a fresh `serve
+--audit NEW.db` before its first decision) shows an empty dashboard. All numbers come from
+smallfirst.dashboard (SQL over the audit store).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import os
+import secrets
 import sqlite3
 import time
 from html import escape
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
 from smallfirst import dashboard as dash
-from smallfirst.server.admin import record_admin_event
+from smallfirst.audit import ensure_schema
 from smallfirst.review import REVIEW_LABELS
-
-if TYPE_CHECKING:
-    from smallfirst.server.app import Service
+from smallfirst.server.access import CSRF_HEADER, Access, OperatedService, cross_site
+from smallfirst.server.admin import record_admin_event, refusal_response
 
 T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # One colour per FallbackReason (stable across pages), readable on white.
 _PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
             "#9c755f", "#bab0ac", "#1b9e77", "#7570b3")
@@ -40,9 +44,9 @@ _W, _H = 560, 200  # every chart has this fixed size, so the page never reflows 
 class Dashboard:
     """The handlers; `service` is None for `smallfirst dashboard` on a standalone audit file."""
 
-    def __init__(self, audit_path: str | None, admin_token: str | None, service: "Service | None" = None):
+    def __init__(self, audit_path: str | None, access: Access, service: OperatedService | None = None):
         self.audit_path = audit_path
-        self.admin_token = admin_token
+        self.access = access
         self.service = service
 
     async def _query(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
@@ -53,43 +57,104 @@ class Dashboard:
             await asyncio.to_thread(self.service.audit.flush, 5.0)
 
         def run() -> T:
-            conn = dash.connect(self.audit_path, write=write)  # type: ignore[arg-type]
             try:
+                conn = dash.connect(self.audit_path, write=write)  # type: ignore[arg-type]
+            except FileNotFoundError:
+                if write:
+                    raise
+                conn = _empty_store()  # no decision recorded yet: an empty dashboard, not an error
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc) or write:
+                    raise
+                conn.close()
+                conn = _empty_store()  # the file exists (admin events only) but holds no decisions yet
                 return fn(conn)
             finally:
                 conn.close()
-        try:
-            return await asyncio.to_thread(run)
-        except FileNotFoundError as exc:
-            raise web.HTTPNotFound(text=str(exc)) from None
+        return await asyncio.to_thread(run)
+
+    # ------------------------------------------------------------------ who may read
+
+    def reader(self, handler: Handler, *, html: bool) -> Handler:
+        """`handler` behind the read check: a page sends a browser to the login form, an API
+        answers 401; with the dashboard off (beyond loopback, no token) both answer 403."""
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            page = html and request.query.get("format") != "json"
+            if not self.access.dashboard_served:
+                msg = ("the dashboard is off: this service listens beyond loopback and no SMALLFIRST_READ_TOKEN "
+                       "or SMALLFIRST_ADMIN_TOKEN is set")
+                return _page("smallfirst", f"<p>{escape(msg)}</p>", status=403) if page else _error(403, msg)
+            if not self.access.may_read(request):
+                if page:
+                    return _see_other(f"/dashboard/login?next={quote(request.path_qs, safe='')}")
+                return _error(401, "a token is required: Authorization: Bearer <read or admin token>",
+                              {"www-authenticate": 'Bearer realm="smallfirst-dashboard"'})
+            return await handler(request)
+        return guarded
+
+    # ------------------------------------------------------------------ login
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if not self.access.dashboard_served:
+            return await self.reader(self.page, html=True)(request)
+        return _login_page(request.query.get("next", "/dashboard"), "")
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        event: dict[str, Any] = {"ts": time.time(), "action": "login", "allowed": False, "remote": request.remote,
+                                 "detail": {"method": "POST"}}
+        form = await request.post()
+        target = _safe_next(str(form.get("next", "/dashboard")))
+        cross = cross_site(request)
+        role = None if cross is not None or not self.access.dashboard_served else self.access.login(str(form.get("token", "")))
+        if role is None:
+            event["detail"]["refused"] = f"cross-origin request refused ({cross})" if cross else "wrong token"
+            resp: web.StreamResponse = _login_page(target, "That token is not the admin or the read token.",
+                                                   status=403 if cross else 401)
+        else:
+            event["allowed"], event["detail"]["role"] = True, role
+            resp = _see_other(target)
+            self.access.set_session(resp, request, role)
+        event["status"] = resp.status
+        await self._record(event)
+        return resp
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        resp = _see_other("/dashboard/login")
+        self.access.end_session(resp)
+        return resp
 
     # ------------------------------------------------------------------ JSON
 
     async def api_summary(self, request: web.Request) -> web.Response:
         window = _window(request)
         s = await self._query(lambda c: dash.summary(c, window))
-        return web.json_response(s.to_dict())
+        return web.json_response(s.to_dict(), headers=_HEADERS)
 
     async def review(self, request: web.Request) -> web.Response:
         event: dict[str, Any] = {"ts": time.time(), "action": "review", "allowed": False, "remote": request.remote,
                                  "detail": {"method": request.method}}
-        if self.admin_token is None:
-            resp = web.json_response({"error": "reviews need the admin API: set SMALLFIRST_ADMIN_TOKEN"}, status=404)
-            event["detail"]["refused"] = "admin API off"
-        elif not _authorised(request, self.admin_token):
-            resp = web.json_response({"error": "a valid bearer token is required"}, status=401,
-                                     headers={"www-authenticate": 'Bearer realm="smallfirst-admin"'})
-            event["detail"]["refused"] = "missing or wrong bearer token"
+        refusal = self.access.check_change(request)
+        if refusal is not None:
+            resp = refusal_response(refusal)
+            if refusal.status == 404:
+                resp = web.json_response({"error": "reviews need the admin API: set SMALLFIRST_ADMIN_TOKEN"}, status=404)
+            event["detail"]["refused"] = refusal.reason
         else:
             event["allowed"] = True
             resp = await self._store_review(request, event["detail"])
         event["status"] = resp.status
         if self.service is not None:
             self.service.metrics.admin_calls.labels("review", "true" if event["allowed"] else "false").inc()
+        await self._record(event)
+        return resp
+
+    async def _record(self, event: dict[str, Any]) -> None:
+        if self.service is not None:
             event["policy_before"] = event["policy_after"] = self.service.router.policy.version_tag
         if self.audit_path is not None:
             await asyncio.to_thread(record_admin_event, self.audit_path, event)
-        return resp
 
     async def _store_review(self, request: web.Request, detail: dict[str, Any]) -> web.Response:
         try:
@@ -101,7 +166,14 @@ class Dashboard:
             detail["error"] = f"bad review body: {exc}"
             return web.json_response({"error": detail["error"]}, status=400)
         detail["request"] = {"decision_id": decision_id, "label": label}
-        found = await self._query(lambda c: dash.set_review_label(c, decision_id, label), write=True)
+        try:
+            found = await self._query(lambda c: dash.set_review_label(c, decision_id, label), write=True)
+        except FileNotFoundError:
+            found = False
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            found = False  # admin events only, no decision yet
         if not found:
             return web.json_response({"error": f"no decision {decision_id}"}, status=404)
         return web.json_response({"ok": True, "decision_id": decision_id, "review_label": label})
@@ -112,15 +184,16 @@ class Dashboard:
         window = _window(request)
         s, queue, choices = await self._query(
             lambda c: (dash.summary(c, window), dash.review_queue(c), dash.filter_choices(c)))
+        csrf = self.access.csrf_token(request)  # set only for an admin session
         body = "\n".join([
-            _header(window, self._switch_state()),
+            _header(window, self._switch_state(), self._who(request)),
             _metrics_table(s),
             _charts(s),
-            self._kill_switch_form(),
-            _review_section(queue, enabled=self.admin_token is not None),
+            self._kill_switch_form(csrf is not None),
+            _review_section(queue, enabled=csrf is not None, admin_api=self.access.admin_token is not None),
             _explorer_form(choices, {}, window),
         ])
-        return _html("smallfirst dashboard", body)
+        return _page("smallfirst dashboard", body, csrf=csrf)
 
     async def decisions(self, request: web.Request) -> web.Response:
         q = request.query
@@ -133,13 +206,20 @@ class Dashboard:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         if q.get("format") == "json":
-            return web.json_response({"decisions": rows})
+            return web.json_response({"decisions": rows}, headers=_HEADERS)
         body = "\n".join([
             '<header><h1><a href="/dashboard">smallfirst</a> · decisions</h1></header>',
             _explorer_form(choices, dict(q), window),
             _decision_table(rows),
         ])
-        return _html("smallfirst decisions", body)
+        return _page("smallfirst decisions", body)
+
+    def _who(self, request: web.Request) -> str:
+        role = self.access.role(request)
+        if role is not None:
+            return (f'signed in ({role}) <form method="post" action="/dashboard/logout" class="inline">'
+                    '<button type="submit">Log out</button></form>')
+        return '<a href="/dashboard/login" id="login-link">Log in</a>'
 
     def _switch_state(self) -> dict[str, Any] | None:
         if self.service is None:
@@ -149,40 +229,59 @@ class Dashboard:
                 "task_modes": r.task_modes, "group_modes": r.group_modes, "local_groups": r.local_groups,
                 "policy": self.service.router.policy.version_tag}
 
-    def _kill_switch_form(self) -> str:
+    def _kill_switch_form(self, admin: bool) -> str:
+        head = '<section aria-labelledby="ks"><h2 id="ks">Kill switch</h2>'
         if self.service is None:
-            return ('<section aria-labelledby="ks"><h2 id="ks">Kill switch</h2>'
-                    "<p>Standalone audit file: no service to switch (use <code>smallfirst serve</code>).</p></section>")
-        if self.admin_token is None:
-            return ('<section aria-labelledby="ks"><h2 id="ks">Kill switch</h2>'
-                    "<p>The admin API is off: set SMALLFIRST_ADMIN_TOKEN to toggle it here.</p></section>")
+            return head + "<p>Standalone audit file: no service to switch (use <code>smallfirst serve</code>).</p></section>"
+        if self.access.admin_token is None:
+            return head + "<p>The admin API is off: set SMALLFIRST_ADMIN_TOKEN to toggle it here.</p></section>"
+        if not admin:
+            return head + '<p><a href="/dashboard/login">Log in with the admin token</a> to toggle it.</p></section>'
         on = self.service.router.policy.rollout.kill_switch
-        return f"""<section aria-labelledby="ks"><h2 id="ks">Kill switch</h2>
+        return f"""{head}
 <form id="kill-switch-form" data-on="{'false' if on else 'true'}">
- <label for="ks-token">Admin token</label> <input id="ks-token" name="token" type="password" autocomplete="off" required>
  <label for="ks-reason">Reason</label> <input id="ks-reason" name="reason" maxlength="500">
  <button id="ks-toggle" type="submit">{'Turn kill switch off' if on else 'Turn kill switch on'}</button>
  <output id="ks-result" for="ks-toggle" role="status"></output>
 </form></section>"""
 
 
-def register_dashboard(app: web.Application, service: "Service") -> None:
+def register_dashboard(app: web.Application, service: OperatedService, access: Access) -> None:
     """The dashboard routes on the service's app, reading the service's audit store."""
-    _add_routes(app, Dashboard(service.audit_path, service.admin_token, service))
+    _add_routes(app, Dashboard(service.audit_path, access, service))
 
 
-def create_dashboard_app(audit_path: str, admin_token: str | None = None) -> web.Application:
+def create_dashboard_app(audit_path: str, admin_token: str | None = None, *, exposed: bool = False) -> web.Application:
     """`smallfirst dashboard --audit DB`: the dashboard alone, over an audit file."""
     app = web.Application()
-    _add_routes(app, Dashboard(audit_path, admin_token or os.environ.get("SMALLFIRST_ADMIN_TOKEN") or None))
+    _add_routes(app, Dashboard(audit_path, Access.from_env(admin_token, exposed=exposed)))
     return app
 
 
 def _add_routes(app: web.Application, d: Dashboard) -> None:
-    app.router.add_get("/dashboard", d.page)
-    app.router.add_get("/dashboard/api/summary", d.api_summary)
-    app.router.add_get("/dashboard/decisions", d.decisions)
+    app.router.add_get("/dashboard", d.reader(d.page, html=True))
+    app.router.add_get("/dashboard/api/summary", d.reader(d.api_summary, html=False))
+    app.router.add_get("/dashboard/decisions", d.reader(d.decisions, html=True))
+    app.router.add_get("/dashboard/login", d.login_form)
+    app.router.add_post("/dashboard/login", d.login)
+    app.router.add_post("/dashboard/logout", d.logout)
     app.router.add_post("/dashboard/review", d.review)
+
+
+def _empty_store() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    ensure_schema(conn)
+    return conn
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={**_HEADERS, "location": location})
+
+
+def _safe_next(target: str) -> str:
+    # Only back into the dashboard: never an open redirect to another site.
+    return target if target.startswith("/dashboard") and not target.startswith("//") else "/dashboard"
 
 
 def _window(request: web.Request) -> str:
@@ -190,11 +289,6 @@ def _window(request: web.Request) -> str:
     if window not in dash.WINDOWS:
         raise web.HTTPBadRequest(text=f"window must be one of {', '.join(dash.WINDOWS)}")
     return window
-
-
-def _authorised(request: web.Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    return given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode())
 
 
 # ---------------------------------------------------------------------- formatting (shared with the tests)
@@ -219,16 +313,43 @@ def _ts(t: float) -> str:
 # ---------------------------------------------------------------------- page parts
 
 
-def _html(title: str, body: str) -> web.Response:
+# No framing, no third-party anything, nothing cached; the one inline script runs by its nonce.
+_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff", "x-frame-options": "DENY",
+            "referrer-policy": "same-origin"}
+
+
+def _page(title: str, body: str, *, status: int = 200, csrf: str | None = None) -> web.Response:
+    nonce = secrets.token_urlsafe(16)
+    meta = f'<meta name="csrf-token" content="{escape(csrf)}">' if csrf else ""
+    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; "
+           "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     return web.Response(text=f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1">{meta}
 <style>{_CSS}</style></head>
 <body>{body}
-<script>{_JS}</script></body></html>""", content_type="text/html")
+<script nonce="{nonce}">{_JS}</script></body></html>""", content_type="text/html", status=status,
+                        headers={**_HEADERS, "content-security-policy": csp})
 
 
-def _header(window: str, state: dict[str, Any] | None) -> str:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers={**_HEADERS, **(headers or {})})
+
+
+def _login_page(target: str, message: str, status: int = 200) -> web.Response:
+    note = f'<p class="alarm" role="alert">{escape(message)}</p>' if message else ""
+    body = f"""<header><h1>smallfirst</h1></header>
+<section aria-labelledby="login"><h2 id="login">Log in</h2>{note}
+<p>The admin token can read and change (kill switch, reviews); the read token can only read.</p>
+<form method="post" action="/dashboard/login">
+ <input type="hidden" name="next" value="{escape(_safe_next(target))}">
+ <label for="token">Token</label> <input id="token" name="token" type="password" autocomplete="off" required>
+ <button id="login-submit" type="submit">Log in</button>
+</form></section>"""
+    return _page("smallfirst login", body, status=status)
+
+
+def _header(window: str, state: dict[str, Any] | None, who: str) -> str:
     links = " ".join(
         f'<a href="/dashboard?window={w}"{" aria-current=page class=on" if w == window else ""}>{label}</a>'
         for w, label in (("hour", "last hour"), ("day", "last day"), ("week", "last week"), ("all", "all")))
@@ -242,7 +363,7 @@ def _header(window: str, state: dict[str, Any] | None) -> str:
               f"rollout {escape(state['mode'])}, local groups {escape(', '.join(state['local_groups']))}{extra} · "
               f"policy {escape(state['policy'])}")
     return (f'<header><h1>smallfirst</h1><nav aria-label="window">Window: {links}</nav>'
-            f'<p class="state">{st}</p></header>')
+            f'<span class="who">{who}</span><p class="state">{st}</p></header>')
 
 
 def _cell(metric: str, task: str, text: str) -> str:
@@ -385,7 +506,7 @@ def _cost_chart(s: dash.Summary) -> str:
 # ---------------------------------------------------------------------- review queue and explorer
 
 
-def _review_section(queue: list[dict[str, Any]], *, enabled: bool) -> str:
+def _review_section(queue: list[dict[str, Any]], *, enabled: bool, admin_api: bool) -> str:
     if not queue:
         items = "<p>Nothing to review: every local answer in the store has a review label.</p>"
     else:
@@ -401,9 +522,9 @@ def _review_section(queue: list[dict[str, Any]], *, enabled: bool) -> str:
         items = ('<table><thead><tr><th scope="col">decision</th><th scope="col">task</th><th scope="col">label</th>'
                  '<th scope="col">confidence</th><th scope="col">preview (redacted)</th><th scope="col">review</th>'
                  '<th scope="col">stored</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
-    token = ('<p><label for="review-token">Admin token</label> <input id="review-token" type="password" autocomplete="off"></p>'
-             if enabled else "<p>Reviews need the admin API (SMALLFIRST_ADMIN_TOKEN).</p>")
-    return f'<section aria-labelledby="rq"><h2 id="rq">Review queue (sampled local answers)</h2>{token}{items}</section>'
+    note = ("" if enabled else "<p>Reviews need the admin API (SMALLFIRST_ADMIN_TOKEN).</p>" if not admin_api
+            else '<p><a href="/dashboard/login">Log in with the admin token</a> to review.</p>')
+    return f'<section aria-labelledby="rq"><h2 id="rq">Review queue (sampled local answers)</h2>{note}{items}</section>'
 
 
 def _conf(d: dict[str, Any]) -> str:
@@ -466,13 +587,15 @@ figure{margin:0} figcaption{font-size:12px} .ax{font-size:10px;fill:#555}
 .sw{display:inline-block;width:10px;height:10px;margin-right:4px}
 .preview{font-family:monospace;font-size:12px;max-width:420px;overflow-wrap:anywhere}
 form.filters label{margin-right:10px} :focus-visible{outline:3px solid #4e79a7}
+.who{float:right} form.inline{display:inline}
 button{padding:3px 10px}
 """
 
 _JS = """
-function post(path, token, body) {
-  return fetch(path, {method: 'POST', headers: {'content-type': 'application/json',
-    'authorization': 'Bearer ' + token}, body: JSON.stringify(body)});
+var csrf = document.querySelector('meta[name=csrf-token]');
+function post(path, body) {
+  return fetch(path, {method: 'POST', credentials: 'same-origin', headers: {'content-type': 'application/json',
+    'x-csrf-token': csrf ? csrf.content : ''}, body: JSON.stringify(body)});
 }
 var ks = document.getElementById('kill-switch-form');
 if (ks) ks.addEventListener('submit', function (e) {
@@ -481,15 +604,14 @@ if (ks) ks.addEventListener('submit', function (e) {
   var body = {on: ks.dataset.on === 'true'};
   var reason = document.getElementById('ks-reason').value;
   if (reason) body.reason = reason;
-  post('/admin/kill-switch', document.getElementById('ks-token').value, body).then(function (r) {
+  post('/admin/kill-switch', body).then(function (r) {
     if (r.ok) { location.reload(); } else { r.json().then(function (j) { out.textContent = r.status + ': ' + j.error; }); }
   });
 });
 document.querySelectorAll('button.review').forEach(function (b) {
   b.addEventListener('click', function () {
     var row = b.closest('tr'), state = row.querySelector('.review-state');
-    post('/dashboard/review', document.getElementById('review-token').value,
-         {decision_id: b.dataset.decision, label: b.dataset.label}).then(function (r) {
+    post('/dashboard/review', {decision_id: b.dataset.decision, label: b.dataset.label}).then(function (r) {
       r.json().then(function (j) { state.textContent = r.ok ? 'stored: ' + j.review_label : r.status + ': ' + j.error; });
     });
   });

@@ -16,6 +16,7 @@ stream ends.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from contextlib import aclosing
@@ -27,7 +28,7 @@ from smallfirst.backends import http
 from smallfirst.backends.base import BackendError
 from smallfirst.policy import ModelSpec
 from smallfirst.reasons import FallbackReason
-from smallfirst.router import FrontierStream
+from smallfirst.router import Escalation, FrontierStream
 from smallfirst.server import anthropic_wire, openai_wire
 from smallfirst.server.wire import Answer, ChatRequest, TextDelta, WireError, sse
 from smallfirst.tasks import FrontierAnswer
@@ -61,7 +62,7 @@ class Exchange:
         self.shadow = shadow
         self.msg_id = msg_id
         self.answer: Answer | None = None  # a whole answer, in neutral form
-        self.raw_response: dict[str, Any] | None = None  # the upstream body, when formats match
+        self.raw_body: bytes | None = None  # the upstream answer's bytes, when formats match
         self.pending: list[bytes] = []  # the caller's SSE bytes not yet written
         self.failure: BackendError | None = None
         self.sent_original = False
@@ -75,9 +76,9 @@ class Exchange:
             return int(status)
         return 502
 
-    async def call(self, packet: Any, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
+    async def call(self, esc: Escalation, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
         try:
-            return await self._call(packet, backend, spec, stream)
+            return await self._call(esc, backend, spec, stream)
         except BackendError as exc:
             self.failure = exc
             raise
@@ -89,16 +90,16 @@ class Exchange:
             self.failure = CallerError(f"internal error in smallfirst: {type(exc).__name__}: {exc}", 500)
             raise self.failure from exc
 
-    async def _call(self, packet: Any, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
+    async def _call(self, esc: Escalation, backend: Any, spec: ModelSpec, stream: bool) -> FrontierAnswer | FrontierStream:
         protocol = "anthropic" if spec.provider == "anthropic" else "openai"
         up = WIRES[protocol]
         url: str = backend.url
         model = spec.name or spec.display_name
         max_tokens = self.req.max_tokens or spec.max_tokens
-        self.sent_original = self.shadow or self.req.has_tools or packet.reason in ORIGINAL_REQUEST_REASONS
+        self.sent_original = self.shadow or self.req.has_tools or esc.reason in ORIGINAL_REQUEST_REASONS
         if protocol == "openai":
             # OpenAI's own API rejects max_tokens for newer models; other servers know only it.
-            key = "max_completion_tokens" if urlsplit(url).hostname == "api.openai.com" else "max_tokens"
+            key = "max_completion_tokens" if _is_openai(url) else "max_tokens"
             kw: dict[str, Any] = {"max_tokens": max_tokens, "max_tokens_key": key, "stream": stream}
         else:
             kw = {"max_tokens": max_tokens, "stream": stream}
@@ -113,7 +114,7 @@ class Exchange:
                 raise WireError(f"a part of the request is not in the {self.req.protocol} format: "
                                 f"{type(exc).__name__}: {exc}") from None
         else:
-            system, messages = packet.messages()
+            system, messages = esc.packet.messages()
             body = up.packet_body(system, messages, model, **kw)
         headers = _auth_headers(spec, protocol, url)
         if self.sent_original and protocol == self.req.protocol:
@@ -122,11 +123,11 @@ class Exchange:
         common = {"timeout_s": spec.timeout_s, "retries": spec.retries, "backoff_s": getattr(backend, "backoff_s", http.DEFAULT_BACKOFF_S)}
         if not stream:
             t = time.perf_counter()
-            data = await http.post_json(url, body, headers, **common)
+            data, raw = await http.post_json_raw(url, body, headers, **common)
             self.answer = up.read_answer(data, model)
-            self.raw_response = data if same_format else None
+            self.raw_body = raw if same_format else None
             return FrontierAnswer(self.answer.text, self.answer.model, self.answer.tokens_in, self.answer.tokens_out,
-                                  (time.perf_counter() - t) * 1000)
+                                  (time.perf_counter() - t) * 1000, self.answer.response_id)
         events = http.post_sse(url, body, headers, **common)
         # The relay fills in the token counts as usage events arrive; the router reads them from
         # this object when the stream ends.
@@ -146,6 +147,7 @@ class Exchange:
                     started = True
                     deltas = decoder.feed(ev)
                     fs.tokens_in, fs.tokens_out = decoder.tokens_in, decoder.tokens_out
+                    fs.response_id = decoder.response_id
                     if encoder is not None:
                         self.pending.append(b"".join(encoder.feed(d) for d in deltas))
                     elif not (decoder.usage_only and not self.req.include_usage):
@@ -176,6 +178,11 @@ class Exchange:
         """The caller's error event for a stream that failed after its 200."""
         encoder = self.caller_wire.StreamEncoder(self.msg_id, "", **self._encoder_kw())
         return encoder.error(message)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_openai(url: str) -> bool:
+    return urlsplit(url).hostname == "api.openai.com"
 
 
 def _auth_headers(spec: ModelSpec, protocol: str, url: str) -> dict[str, str]:

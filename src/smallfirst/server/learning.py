@@ -29,11 +29,12 @@ def attach_learning(service: "Service", learn: LearnLog) -> LearnSchedule:
         from smallfirst.policy import PolicyError, load_policy
 
         try:
-            service.install(load_policy(service.policy_path), service.overrides)
+            # The admin overrides in force (shared by the replicas) stay on top of the new file.
+            service.install(load_policy(service.policy_path), service.flags.overrides)
         except PolicyError as exc:  # the old policy keeps serving
             log.error("policy not reloaded after a learn run: %s", exc)
 
-    schedule = LearnSchedule(getattr(learn.store, "path", ""), service.policy_path, service.audit_path,
+    schedule = LearnSchedule(learn.target or "", service.policy_path, service.audit_path,
                              lambda: service.router.policy, on_done=learned)
     learn.on_written = lambda tasks: schedule.check(tasks, learn.store)
     service.metrics.registry.register(LearnCollector(

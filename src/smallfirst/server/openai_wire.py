@@ -191,7 +191,13 @@ def read_answer(body: Mapping[str, Any], default_model: str) -> Answer:
         finish=_finish(choices[0].get("finish_reason")),
         tokens_in=int(usage.get("prompt_tokens") or 0),
         tokens_out=int(usage.get("completion_tokens") or 0),
+        response_id=_id(body),
     )
+
+
+def _id(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("id")
+    return value if isinstance(value, str) and value else None
 
 
 def _finish(reason: Any) -> FinishReason:
@@ -253,6 +259,7 @@ class StreamDecoder:
         self.done = False
         self.tokens_in = self.tokens_out = 0
         self.usage_only = False  # the last event was the include_usage chunk (no choices)
+        self.response_id: str | None = None
         self._finish: FinishReason = "stop"
 
     def feed(self, ev: SSEEvent) -> list[Delta]:
@@ -269,6 +276,8 @@ class StreamDecoder:
             detail, etype = error_detail(ev.data.encode())
             raise HTTPBackendError(self.server, "error event after the answer began: " + detail,
                                    status=200, attempts=1, error_type=etype)
+        if self.response_id is None:
+            self.response_id = _id(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.tokens_in = int(usage.get("prompt_tokens") or 0)

@@ -155,9 +155,11 @@ def document(task_names: list[str]) -> dict[str, Any]:
             "/admin/rollout": _admin("set the rollout mode (default, per task, per group) or the local groups", "post", {
                 "type": "object", "additionalProperties": False,
                 "properties": {"mode": {"enum": ["live", "shadow", None]}, "task": {"type": "string"},
-                               "group": {"type": "string"}, "local_groups": {"type": "array", "items": {"type": "string"}}}}),
+                               "group": {"type": "string"}, "local_groups": {"type": "array", "items": {"type": "string"}},
+                               "reason": {"type": "string", "maxLength": 500}}}),
             "/admin/policy/reload": _admin("reload the policy file (validated first)", "post", {
-                "type": "object", "additionalProperties": False, "properties": {"keep_overrides": {"type": "boolean"}}}),
+                "type": "object", "additionalProperties": False,
+                "properties": {"keep_overrides": {"type": "boolean"}, "reason": {"type": "string", "maxLength": 500}}}),
             "/admin/state": _admin("the rollout in force and the admin overrides", "get", None),
         },
         "components": {"securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},

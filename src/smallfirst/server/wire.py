@@ -56,6 +56,7 @@ class Answer:
     finish: FinishReason = "stop"
     tokens_in: int = 0
     tokens_out: int = 0
+    response_id: str | None = None  # the upstream's id for it, when it came from one
 
 
 @dataclass(frozen=True)
