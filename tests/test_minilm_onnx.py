@@ -30,7 +30,7 @@ from smallfirst.backends.minilm_onnx import GRAPH_SHA256, OnnxMiniLMEncoder, bui
 from smallfirst.logtext import compress_log
 from smallfirst.policy import load_policy
 from smallfirst.router import LOCAL_INPUT_BUDGET
-from smallfirst.train import load_head
+from smallfirst.heads import load_head
 
 from conftest import SHARED_DATA
 
@@ -160,11 +160,14 @@ def test_an_unpinned_model_has_no_int8_path():
 
 @pytest.mark.slow
 def test_a_head_trained_on_the_reference_path_is_refused_by_the_int8_backend(tmp_path):
+    from dataclasses import replace
+
+    from smallfirst.heads import write_head
+
     bundled = load_policy(None)
-    doc = json.loads(Path(bundled.resolve_path(bundled.tasks["classify_issue"].head)).read_text(encoding="utf-8"))
-    doc["embedding_sha256"] = MINILM_SHA256  # what a head trained on the numpy path records
-    (tmp_path / "heads").mkdir()
-    (tmp_path / "heads" / "classify_issue.json").write_text(json.dumps(doc), encoding="utf-8")
+    head = load_head(bundled.resolve_path(bundled.tasks["classify_issue"].head))
+    # What a head trained on the numpy path records, written whole (a hand edit is refused first).
+    write_head(replace(head, embedding_sha256=MINILM_SHA256), tmp_path / "heads" / "classify_issue.json")
     shutil.copy(bundled.source, tmp_path / "policy.yaml")
     policy = load_policy(str(tmp_path / "policy.yaml"))
     backend = EmbeddingBackend(policy.models["local_classifier"], policy)

@@ -60,9 +60,9 @@ def test_piped_answers_label_decisions_and_the_masked_preview_never_shows_the_se
     monkeypatch.setattr(sys, "stdin", io.StringIO("a\nwhat\ne\ns\n"))
     assert main(["review", "--audit", str(db), "--n", "3", "--reviewer", "ops"]) == 0
     out = capsys.readouterr().out
-    assert "accept / escalate / skip / quit [a/e/s/q]" in out and "please answer" in out
+    assert "accept / escalate / label [l build|test|" in out and "/ skip / quit [a/e/l/s/q]" in out and "please answer" in out
     assert "label build" in out and "checks " in out and SECRET not in out
-    assert "reviewed: 1 accept, 1 escalate, 1 skipped" in out
+    assert "reviewed: 1 accept, 1 escalate, 0 labelled, 1 skipped" in out
     labels = sorted((r["review_label"] or "-") for r in read_recent(db))
     assert labels == ["-", "accept", "escalate"]
 

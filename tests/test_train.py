@@ -7,6 +7,7 @@ import pytest
 
 from smallfirst.backends.embedding import MINILM_SHA256, EmbeddingBackend, shared_encoder
 from smallfirst.policy import load_policy, parse_policy
+from smallfirst.heads import examples_path
 from smallfirst.train import HEAD_FORMAT, DataError, HeadError, load_head, load_label_map, read_examples, train_head
 
 LABEL_MAP = Path(__file__).parents[1] / "src" / "smallfirst" / "data" / "label_maps" / "bump.json"
@@ -79,7 +80,10 @@ def test_trained_head_round_trips_and_classifies_new_text(trained):
     assert head.labels == ("build", "test", "dependency")  # `unknown` had no examples
     assert head.embedding_sha256 == shared_encoder().sha256  # the int8 graph: what the head was trained on
     saved = json.loads(out.read_text())
-    assert saved["format"] == HEAD_FORMAT
+    assert saved["format"] == HEAD_FORMAT == "smallfirst-head/2"
+    # The training embeddings sit beside the head, pinned by hash: the novelty index and learn's base data.
+    assert saved["examples"]["file"] == examples_path(out).name and saved["examples"]["n"] == 35
+    assert head.examples is not None and head.examples.x.shape == (35, 384) and head.novelty.method == "knn"
     assert saved["provenance"]["n"] == 35 and saved["provenance"]["excluded"] == 1  # build-0 held out
     assert saved["provenance"]["command"] == "pytest"
     assert saved["provenance"]["label_map"] == UPPER
@@ -132,25 +136,33 @@ def test_a_two_label_head_loads_and_classifies(tmp_path):
 def test_two_label_weights_give_the_fitted_models_probabilities():
     from sklearn.linear_model import LogisticRegression
 
-    from smallfirst.backends.embedding import Window
     from smallfirst.calibration import Calibrator
-    from smallfirst.train import Head, _softmax_weights
+    from smallfirst.heads import Head, Novelty, Window
+    from smallfirst.train import _softmax_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 384))
     y = (x[:, 0] + 0.3 * rng.normal(size=60) > 0).astype(int)
     model = LogisticRegression(C=10).fit(x, y)
     coef, intercept = _softmax_weights(model)
-    head = Head("t", ("a", "b"), coef, intercept, Calibrator(), np.zeros((2, 384)), 0.0, Window("last"), MINILM_SHA256)
+    novelty = Novelty("knn", 1, 0.0, 1.0, np.zeros((2, 384), np.float32))
+    head = Head("t", ("a", "b"), coef, intercept, Calibrator(), novelty, Window("last"), MINILM_SHA256)
     assert np.allclose(head.probabilities(x), model.predict_proba(x), atol=1e-9)
 
 
-def _edited_head(trained, tmp_path: Path, **changes) -> Path:
+def _edited_head(trained, tmp_path: Path, *, rehash: bool = True, **changes) -> Path:
+    """A copy of the trained head with `changes`; rehashed, it is a head written that way by a
+    writer, not edited after the fact."""
+    from smallfirst.heads import _content_sha256
+
     _, out = trained
     doc = json.loads(out.read_text())
     doc.update(changes)
+    if rehash:
+        doc["content_sha256"] = _content_sha256(doc)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(doc))
+    (tmp_path / doc["examples"]["file"]).write_bytes(examples_path(out).read_bytes())
     return bad
 
 
@@ -158,15 +170,65 @@ def _edited_head(trained, tmp_path: Path, **changes) -> Path:
 def test_head_trained_on_another_embedding_model_is_refused(trained, tmp_path):
     bad = _edited_head(trained, tmp_path, embedding_sha256="0" * 64)
     with pytest.raises(HeadError, match="retrain the head") as err:
-        load_head(bad)
+        load_head(bad, embedding_sha256=shared_encoder().sha256)
     assert str(bad) in str(err.value) and "0" * 64 in str(err.value) and shared_encoder().sha256 in str(err.value)
 
 
 @pytest.mark.slow
 def test_head_of_an_unknown_format_is_refused(trained, tmp_path):
     bad = _edited_head(trained, tmp_path, format="smallfirst-head/99")
-    with pytest.raises(HeadError, match=r"format is 'smallfirst-head/99', expected 'smallfirst-head/1'"):
+    with pytest.raises(HeadError, match=r"format is 'smallfirst-head/99', expected 'smallfirst-head/2'"):
         load_head(bad)
+
+
+@pytest.mark.slow
+def test_a_head_edited_after_it_was_written_is_refused_by_its_content_hash(trained, tmp_path):
+    _, out = trained
+    doc = json.loads(out.read_text())
+    bad = _edited_head(trained, tmp_path, rehash=False, intercept=[x + 1.0 for x in doc["intercept"]])
+    with pytest.raises(HeadError, match="content hash mismatch") as err:
+        load_head(bad)
+    assert str(bad) in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_head_whose_training_embeddings_changed_or_vanished_is_refused(trained, tmp_path):
+    bad = _edited_head(trained, tmp_path)
+    npz = tmp_path / json.loads(bad.read_text())["examples"]["file"]
+    npz.write_bytes(npz.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(HeadError, match="examples file .* has sha256"):
+        load_head(bad)
+    npz.unlink()
+    with pytest.raises(HeadError, match="cannot read its examples file"):
+        load_head(bad)
+
+
+@pytest.mark.slow
+def test_a_truncated_head_is_refused_with_its_file_name(trained, tmp_path):
+    _, out = trained
+    bad = tmp_path / "cut.json"
+    bad.write_bytes(out.read_bytes()[:500])
+    with pytest.raises(HeadError, match="not a JSON head artifact") as err:
+        load_head(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_a_format_1_head_still_loads_with_centroid_novelty(tmp_path):
+    from smallfirst.heads import HEAD_FORMAT_V1
+
+    k, rng = 2, np.random.default_rng(0)
+    c = rng.normal(size=(k, 384))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    doc = {"format": HEAD_FORMAT_V1, "task": "t", "labels": ["a", "b"], "embedding_sha256": MINILM_SHA256,
+           "window": {"strategy": "last", "tokens": 256}, "coef": rng.normal(size=(k, 384)).tolist(),
+           "intercept": [0.0, 0.0], "calibrator": {"kind": "identity"},
+           "novelty": {"method": "max cosine to class centroid", "percentile": 1.0, "threshold": 0.5,
+                       "centroids": c.tolist()}}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(doc))
+    head = load_head(p)
+    assert head.format == HEAD_FORMAT_V1 and head.examples is None and head.novelty.method == "centroid"
+    assert head.similarity(c[:1])[0] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.slow

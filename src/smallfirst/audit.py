@@ -78,6 +78,7 @@ class AuditRecord:
     outcome: str | None = None  # answered_local | answered_frontier | no_frontier | frontier_error | rejected
     error: str | None = None  # masked detail of a local or frontier failure
     review_label: str | None = None
+    review_gold: str | None = None  # the task label a reviewer says is right (smallfirst.review)
     shadow_agree: bool | None = None  # shadow mode: local and frontier answers agree (smallfirst.shadow)
     # Shadow mode with a candidate local model (model rotation): what the candidate said and what
     # the gate would have done with it. It never changes what the caller gets.
@@ -129,6 +130,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("outcome", "TEXT"),
     ("error", "TEXT"),
     ("review_label", "TEXT"),
+    ("review_gold", "TEXT"),
     ("shadow_agree", "INTEGER"),
     ("candidate_model", "TEXT"),
     ("candidate_model_sha256", "TEXT"),

@@ -257,6 +257,7 @@ def choose_threshold(
     *,
     max_false_accept: float,
     confidence_level: float = 0.95,
+    tolerate: int = 0,
 ) -> ThresholdChoice:
     """The threshold that keeps the most traffic local while the Clopper-Pearson upper bound on
     the false-accept rate among accepted cases stays at or under `max_false_accept`.
@@ -265,8 +266,10 @@ def choose_threshold(
     are tested from high to low, each at the full level, and the search stops at the first that
     fails; because the order is fixed before any test, no multiplicity correction is needed and
     the chosen threshold holds the bound with probability >= confidence_level. The sequence
-    starts at the highest threshold accepting enough cases that zero errors could pass (fewer
-    can never pass); that start depends on the scores only, never on correctness.
+    starts at the highest threshold accepting enough cases that `tolerate` errors could pass
+    (zero by default: fewer cases can never pass); that start depends on the scores only, never
+    on correctness. A start that tolerates one error gives up thresholds accepting very few
+    cases, and a single confident mistake among the first few no longer ends the search.
 
     `eligible`: cases the gate would accept on confidence alone (no escalating label, not novel).
     """
@@ -274,10 +277,10 @@ def choose_threshold(
     bad = np.asarray(false_accept_if_accepted, dtype=bool)
     ok = np.asarray(eligible, dtype=bool)
     n_min = 1
-    while clopper_pearson_upper(0, n_min, confidence_level) > max_false_accept and n_min < 10**7:
+    while clopper_pearson_upper(tolerate, n_min, confidence_level) > max_false_accept and n_min < 10**7:
         n_min = max(n_min + 1, int(n_min * 1.05))
     # Exact smallest n: the loop above overshoots by at most 5%; walk back.
-    while n_min > 1 and clopper_pearson_upper(0, n_min - 1, confidence_level) <= max_false_accept:
+    while n_min > 1 and clopper_pearson_upper(tolerate, n_min - 1, confidence_level) <= max_false_accept:
         n_min -= 1
     steps: list[ThresholdStep] = []
     best: ThresholdStep | None = None

@@ -15,10 +15,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
+from smallfirst.paths import DEFAULT_AUDIT, default_audit
 from smallfirst.policy import Policy, PolicyError, load_policy
 from smallfirst.telemetry import TelemetryError
 
-DEFAULT_AUDIT = "smallfirst-audit.db"
 DEMO_LOGS = Path(str(files("smallfirst") / "data" / "demo" / "ci_logs.jsonl"))
 
 
@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StoreError as exc:
         print(f"smallfirst: {exc}", file=sys.stderr)
+        return 2
     except TelemetryError as exc:
         print(f"smallfirst: telemetry: {exc}", file=sys.stderr)
         return 2
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         if audit:
             sp.add_argument(
                 "--audit",
-                default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
+                default=default_audit(),
                 help=f"audit store: a SQLite file or a postgresql:// URL (default: $SMALLFIRST_AUDIT or ./{DEFAULT_AUDIT})",
             )
 
@@ -77,8 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("audit", help="read the audit trail")
     asub = sp.add_subparsers(metavar="ACTION")
     tp = asub.add_parser("tail", help="most recent decisions")
-    tp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
-                    help="audit store: a SQLite file or a postgresql:// URL")
+    tp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
     tp.add_argument("-n", "--limit", type=int, default=20)
     tp.add_argument("--task", help="only this task type")
     tp.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("serve", help="serve the OpenAI- and Anthropic-compatible HTTP API")
     common(sp)
+    sp.add_argument("--learn-db", default=os.environ.get("SMALLFIRST_LEARN_DB"),
+                    help="learn store for tasks with learn:, a SQLite file or a postgresql:// URL (default: "
+                    "$SMALLFIRST_LEARN_DB, else the audit's PostgreSQL database, or <audit>.learn.db beside a SQLite audit)")
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8787)
     sp.add_argument("--spill", default=os.environ.get("SMALLFIRST_SPILL"),
@@ -109,8 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("migrate", help="create or upgrade the audit store's tables (idempotent)")
-    sp.add_argument("--audit", default=os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT),
-                    help="audit store: a SQLite file or a postgresql:// URL")
+    sp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
     sp.set_defaults(func=cmd_migrate)
 
     sp = sub.add_parser("dashboard", help="serve the operator dashboard over an audit store")
@@ -130,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     register(sub, common)
     from smallfirst.review_cli import register as register_review; register_review(sub, common)  # noqa: E702
     from smallfirst.rotation_cli import register as register_rotation; register_rotation(sub, common)  # noqa: E702
+    from smallfirst.learn_cli import register as register_learn; register_learn(sub, common)  # noqa: E702
     return p
 
 
@@ -328,7 +331,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from smallfirst.server import serve
 
-    serve(args.policy, args.audit, args.host, args.port, spill_path=args.spill)
+    serve(args.policy, args.audit, args.host, args.port, spill_path=args.spill, learn_path=args.learn_db)
     return 0
 
 

@@ -405,11 +405,12 @@ def raw_scores(
     must = np.array([c.escalates for c in cases])
     head = None
     if spec.head:
-        from smallfirst.train import load_head
+        from smallfirst.backends.embedding import shared_encoder
+        from smallfirst.heads import load_head
 
-        head = load_head(policy.resolve_path(spec.head))
+        head = load_head(policy.resolve_path(spec.head), embedding_sha256=shared_encoder().sha256)
     if head is not None and head.provenance.get("data_sha256") == data_hash:
-        from smallfirst.backends.embedding import embed_texts, shared_encoder
+        from smallfirst.backends.embedding import embed_texts
         from smallfirst.train import NOVELTY_PERCENTILE, _out_of_fold, prepare_text
 
         unknown = [c for c in cases if c.label not in head.labels]

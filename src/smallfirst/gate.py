@@ -102,11 +102,15 @@ def check_gate(
     if out.confidence is None:
         # A backend that cannot produce a probability (no logprobs) is never trusted by default.
         return fail("confidence", FallbackReason.CONFIDENCE_LOW, "no calibrated confidence available")
-    if out.confidence < spec.min_confidence:
-        return fail(
-            "confidence", FallbackReason.CONFIDENCE_LOW, f"{out.confidence:.3f} < min_confidence {spec.min_confidence}"
-        )
-    checks.append(Check("confidence", True, f"{out.confidence:.3f} >= {spec.min_confidence}"))
+    # A learned head carries the lowest threshold its own evidence supports (smallfirst.learn);
+    # the policy's min_confidence stays a floor under it.
+    head_floor = out.extra.get("min_confidence") if out.extra else None
+    threshold, named = spec.min_confidence, "min_confidence"
+    if head_floor is not None and head_floor > threshold:
+        threshold, named = float(head_floor), "the head's min_confidence"
+    if out.confidence < threshold:
+        return fail("confidence", FallbackReason.CONFIDENCE_LOW, f"{out.confidence:.3f} < {named} {threshold:g}")
+    checks.append(Check("confidence", True, f"{out.confidence:.3f} >= {threshold:g}"))
 
     if not spec.labels:
         m = _refusal_regex(tuple(refusal_markers)).search(out.answer)

@@ -44,6 +44,9 @@ class EscalationPacket:
     reason: FallbackReason
     detail: str
     hard_stop: HardStopMatch | None
+    # A labelled task's labels: the frontier is asked for one of them and nothing else, so its
+    # answer has the shape of a local one and can be learned from (smallfirst.learn_store).
+    labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class EscalationPacket:
             "local_confidence": self.local_confidence,
             "reason": self.reason.value,
             "detail": self.detail,
+            "labels": list(self.labels),
             "hard_stop": None
             if self.hard_stop is None
             else {
@@ -83,6 +87,7 @@ def build_packet(
     hard_stop: HardStopMatch | None = None,
     compress: bool = False,
     max_chars: int = 6000,
+    labels: tuple[str, ...] = (),
 ) -> EscalationPacket:
     """Build the packet for one escalation; `messages()` of the result is at most `max_chars`
     characters in total (system prompt and message contents together)."""
@@ -106,6 +111,7 @@ def build_packet(
         detail=_cut(" ".join(mask_secrets(detail, also=secrets).split()), _DETAIL_MAX),
         # the hard stop masked its excerpt; a window cut through a secret is masked here
         hard_stop=None if hard_stop is None else replace(hard_stop, excerpt=mask_secrets(hard_stop.excerpt, also=secrets)),
+        labels=tuple(labels),
     )
     # The input gets whatever room the rest of the packet leaves.
     room = max_chars - len(SYSTEM_PROMPT) - len(_user_content(packet, "")) - _COUNT_WIDTH
@@ -136,6 +142,8 @@ def _user_content(p: EscalationPacket, excerpt: str) -> str:
             said += " (" + ", ".join(facts) + ")"
         lines.append(said + ":")
         lines.append(p.local_answer or "")
+    if p.labels:
+        lines.append(f"Answer with exactly one of these labels and nothing else: {', '.join(p.labels)}")
     lines.append(
         f"Input ({p.input_chars} chars originally, {len(excerpt)} shown, secrets masked, sha256 {p.input_sha256[:12]}):"
     )

@@ -84,6 +84,24 @@ class PriceSpec(_Strict):
     usd_per_hour: float | None = Field(None, ge=0)  # local machine time
 
 
+class LearnSpec(_Strict):
+    """Learning from escalations (smallfirst.learn): the frontier's label for an escalated input
+    is kept as a training example, and `smallfirst learn` trains a candidate head from them."""
+
+    # Keep the input text (masked like the audit preview) beside its embedding, so a later
+    # encoder can re-embed it. Off: only the embedding, label and hashes are kept.
+    keep_inputs: bool = False
+    retention_days: float = Field(90.0, gt=0)  # applies to everything kept, text or not
+    every: int | None = Field(None, ge=1)  # the service runs learn after this many new learned examples
+    promote: Literal["candidate", "gate"] = "candidate"  # candidate: shadow it first; gate: promote if it passes
+    min_examples: int = Field(20, ge=1)  # fewer kept examples than this: no run, "too little data"
+    # The 95% Clopper-Pearson upper bound on false accepts among accepted cases that a candidate
+    # must meet; its own threshold for the kind of input it learned is chosen by it. 0.05 matches
+    # the release gate's 95% accuracy bar: at 0.10 candidates chose thresholds that ran at 91-93%
+    # on the held-back slice and failed the gate (bench/learning_curve.py).
+    max_false_accept: float = Field(0.05, gt=0, lt=1)
+
+
 class TaskSpec(_Strict):
     name: str = ""  # filled from the mapping key
     description: str = ""
@@ -113,6 +131,7 @@ class TaskSpec(_Strict):
     timeout_s: float | None = Field(None, gt=0)  # local call timeout; default: the model's
     compress_input: bool | None = None  # default: on for log-like tasks (name contains "log")
     tool_use: Literal["frontier", "local"] | None = None  # a request carrying tools; default: the policy's
+    learn: LearnSpec | None = None  # learning from escalations; labelled tasks only
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -133,6 +152,8 @@ class TaskSpec(_Strict):
             raise ValueError(f"label_descriptions has labels not in labels: {stray}")
         if self.local and not self.model:
             raise ValueError("a task with local: true needs model (a key under models)")
+        if self.learn is not None and not self.labels:
+            raise ValueError("learn needs labels: a kept example is the frontier's answer parsed as one of them")
         if self.schema_ is not None:
             from jsonschema import Draft202012Validator
             from jsonschema.exceptions import SchemaError
@@ -349,8 +370,11 @@ def _reference_errors(data: Any, root: yaml.Node, source: str) -> list[PolicyErr
                 error(("tasks", str(key), name), f"{ref!r} is not defined under models")
         for name in ("head", "candidate_head"):
             ref = task.get(name)
-            if isinstance(ref, str) and not _resolve(base, ref).is_file():
-                error(("tasks", str(key), name), f"trained head {str(_resolve(base, ref))!r} does not exist")
+            if isinstance(ref, str):
+                head = _resolve(base, ref)
+                problem = f"trained head {str(head)!r} does not exist" if not head.is_file() else _head_problem(head)
+                if problem:
+                    error(("tasks", str(key), name), problem)
         if isinstance(task.get("calibration"), str):
             from smallfirst.calibration import load_calibration
 
@@ -364,6 +388,19 @@ def _reference_errors(data: Any, root: yaml.Node, source: str) -> list[PolicyErr
         if key not in tasks:
             error(("rollout", "task_modes", str(key)), f"{key!r} is not a task under tasks")
     return errors
+
+
+def _head_problem(path: Path) -> str | None:
+    """Why a trained head cannot be used (corrupt, truncated, edited after it was written), or
+    None. Checked when a policy loads, so a bad head is refused before it could serve: an admin
+    reload keeps the old policy, a promotion is not written."""
+    from smallfirst.heads import HeadError, load_head
+
+    try:
+        load_head(path)
+    except HeadError as exc:
+        return str(exc)
+    return None
 
 
 def _resolve(base: Path, p: str) -> Path:

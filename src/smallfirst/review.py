@@ -5,6 +5,11 @@ frontier). It is stored in `decisions.review_label`; every labelling is also app
 `review_log` (who, when) so a relabel is traceable. `set_review_label` is the one writer, shared by
 the terminal review and the dashboard.
 
+A reviewer of a labelled task can also say which label is right (`gold`, stored in
+`decisions.review_gold`). It overrides the frontier's label when `smallfirst learn` trains on the
+decision, and it implies the review label the other readers (compare, shadow-report, dashboard)
+use: `accept` when it is the label the local model gave, `escalate` otherwise.
+
 Drift sampling: each ISO week, a seeded random sample of the local path's accepts of the last
 7 days (route_candidate 'local': live local answers and shadow would-be-local ones) is put in
 `review_queue` per task type, so quality is re-checked on fresh traffic, not only on escalations.
@@ -49,32 +54,57 @@ def ensure_review_tables(conn: Any) -> None:
 def set_review_label(
     db_path: str | Path,
     decision_id: str,
-    label: Literal["accept", "escalate"],
+    label: Literal["accept", "escalate"] | None,
     reviewer: str | None = None,
+    *,
+    gold: str | None = None,
 ) -> bool:
-    """Store an operator's label on one decision. False when the decision id is unknown;
-    ValueError for a label other than accept | escalate."""
+    """Store an operator's label on one decision: accept | escalate, and/or the right task label
+    (`gold`; with label None, accept | escalate follows from it). False when the decision id is
+    unknown; ValueError for a label other than accept | escalate."""
     conn = connect(db_path)
     try:
-        return label_decision(conn, decision_id, label, reviewer)
+        return label_decision(conn, decision_id, label, reviewer, gold=gold)
     finally:
         conn.close()
 
 
-def label_decision(conn: Any, decision_id: str, label: str, reviewer: str | None = None) -> bool:
+def label_decision(conn: Any, decision_id: str, label: str | None, reviewer: str | None = None,
+                   *, gold: str | None = None) -> bool:
     """`set_review_label` on an open connection (the dashboard keeps one)."""
-    if label not in REVIEW_LABELS:
+    if label is None and not gold:
+        raise ValueError(f"give a review label ({' | '.join(REVIEW_LABELS)}) or the right task label")
+    if label is not None and label not in REVIEW_LABELS:
         raise ValueError(f"review label must be one of {REVIEW_LABELS}, not {label!r}")
     ensure_review_tables(conn)
     with conn:
-        cur = conn.execute("UPDATE decisions SET review_label = ? WHERE decision_id = ?", (label, decision_id))
-        if cur.rowcount == 0:
+        row = conn.execute("SELECT label FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+        if row is None:
             return False
+        if label is None:
+            label = "accept" if row[0] == gold else "escalate"
+        conn.execute("UPDATE decisions SET review_label = ?, review_gold = COALESCE(?, review_gold) WHERE decision_id = ?",
+                     (label, gold, decision_id))
         conn.execute(
-            "INSERT INTO review_log (decision_id, ts, label, reviewer) VALUES (?, ?, ?, ?)",
-            (decision_id, time.time(), label, reviewer),
+            "INSERT INTO review_log (decision_id, ts, label, reviewer, gold) VALUES (?, ?, ?, ?, ?)",
+            (decision_id, time.time(), label, reviewer, gold),
         )
     return True
+
+
+def review_labels(db_path: str | Path, task: str) -> dict[str, str]:
+    """decision id -> the task label reviewers say is right, for `smallfirst learn`: the gold
+    label where one was given, else the local label of a decision reviewed `accept` (the local
+    answer was right: as `eval_rows` reads it)."""
+    conn = connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT decision_id, review_gold, review_label, label FROM decisions WHERE task_type = ?"
+            " AND (review_gold IS NOT NULL OR (review_label = 'accept' AND label IS NOT NULL))", (task,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {r[0]: r[1] if r[1] is not None else r[3] for r in rows}
 
 
 def iso_week(ts: float) -> str:
@@ -163,7 +193,8 @@ def next_for_review(
 def reviewed(db_path: str | Path, task: str | None = None) -> list[dict[str, Any]]:
     conn = connect(db_path)
     try:
-        sql = "SELECT decision_id, task_type, label, review_label, input_sha256, preview FROM decisions WHERE review_label IS NOT NULL"
+        sql = ("SELECT decision_id, task_type, label, review_label, review_gold, input_sha256, preview FROM decisions"
+               " WHERE review_label IS NOT NULL")
         args: list[Any] = []
         if task:
             sql += " AND task_type = ?"
@@ -185,9 +216,11 @@ def eval_rows(rows: Iterable[dict[str, Any]], texts: dict[str, str] | None = Non
             if r["input_sha256"] not in texts:
                 continue
             case["text"] = texts[r["input_sha256"]]
-        if r["review_label"] == "accept" and r["label"] is not None:
+        if r.get("review_gold"):
+            case["label"] = r["review_gold"]  # the reviewer named the right label
+        elif r["review_label"] == "accept" and r["label"] is not None:
             case["label"] = r["label"]
-        if r["review_label"] == "escalate":
+        elif r["review_label"] == "escalate":
             case["must_escalate"] = True
         case.update(input_sha256=r["input_sha256"], preview=r["preview"], task_type=r["task_type"])
         out.append(case)

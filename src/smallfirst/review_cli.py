@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Callable, TextIO
+
+from smallfirst.paths import default_audit
 
 EXPORT_NOTE = (
     "the audit keeps no raw input, so exported cases carry input_sha256 (SHA-256 of the UTF-8 input text) "
@@ -26,12 +27,12 @@ def register(sub: Any, common: Callable[..., None]) -> None:
 
     sp = sub.add_parser(
         "review",
-        help="label sampled decisions accept | escalate in the terminal; --sample-drift, --export",
-        description="Label decisions (answers read from standard input), queue a weekly drift sample, "
-        "or export reviewed decisions as eval JSONL. Export: " + EXPORT_NOTE + ".",
+        help="label sampled decisions accept | escalate | the right label in the terminal; --sample-drift, --export",
+        description="Label decisions (answers read from standard input: a, e, 'l LABEL' for the right task label, "
+        "s, q), queue a weekly drift sample, or export reviewed decisions as eval JSONL. Export: " + EXPORT_NOTE + ".",
     )
     common(sp, audit=False)
-    sp.add_argument("--audit", default=_default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
+    sp.add_argument("--audit", default=default_audit(), help="audit store: a SQLite file or a postgresql:// URL")
     sp.add_argument("--task", help="only this task type")
     sp.add_argument("--n", type=int, default=20, help="decisions to review in this session")
     sp.add_argument("--reviewer", help="name recorded with each label")
@@ -41,12 +42,6 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     sp.add_argument("--export", metavar="FILE.jsonl", help="write reviewed decisions as eval JSONL")
     sp.add_argument("--inputs", metavar="DIR_OR_JSONL", help='with --export: your inputs (JSONL with "text", or a folder of files), joined by SHA-256')
     sp.set_defaults(func=cmd_review)
-
-
-def _default_audit() -> str:
-    from smallfirst.cli import DEFAULT_AUDIT
-
-    return os.environ.get("SMALLFIRST_AUDIT", DEFAULT_AUDIT)
 
 
 def _fail(msg: str) -> int:
@@ -89,9 +84,17 @@ def cmd_review(args: argparse.Namespace) -> int:
             return 0
         if args.export:
             return _export(args, review)
-        return review_session(args.audit, args.task, args.n, args.reviewer, sys.stdin, sys.stdout)
+        return review_session(args.audit, args.task, args.n, args.reviewer, sys.stdin, sys.stdout,
+                              labels_of=_task_labels(args.policy))
     except FileNotFoundError as exc:
         return _fail(str(exc))
+
+
+def _task_labels(policy_path: str | None) -> Callable[[str | None], list[str]]:
+    from smallfirst.policy import load_policy
+
+    policy = load_policy(policy_path)
+    return lambda task: list(policy.tasks[task].labels) if task in policy.tasks else []
 
 
 def _export(args: argparse.Namespace, review: Any) -> int:
@@ -136,33 +139,47 @@ def _show(d: dict[str, Any]) -> str:
 
 
 def review_session(
-    db_path: str, task: str | None, n: int, reviewer: str | None, stdin: TextIO, stdout: TextIO
+    db_path: str, task: str | None, n: int, reviewer: str | None, stdin: TextIO, stdout: TextIO,
+    labels_of: Callable[[str | None], list[str]] | None = None,
 ) -> int:
     """One labelling session. Answers come one a line from `stdin`, so it works piped as well as
-    at a terminal; end of input quits."""
+    at a terminal; end of input quits. `l LABEL` names the right task label (checked against the
+    task's labels from `labels_of`); it implies accept or escalate (smallfirst.review)."""
     from smallfirst.review import next_for_review, set_review_label
 
     items = next_for_review(db_path, task, n)
     if not items:
         print("nothing to review", file=stdout)
         return 0
-    counts = {"accept": 0, "escalate": 0, "skip": 0}
+    counts = {"accept": 0, "escalate": 0, "label": 0, "skip": 0}
     for i, d in enumerate(items, 1):
         print(f"\n[{i}/{len(items)}] " + _show(d), file=stdout)
+        labels = labels_of(d["task_type"]) if labels_of is not None else []
+        gold = None
         while True:
-            print("accept / escalate / skip / quit [a/e/s/q]: ", end="", file=stdout, flush=True)
+            hint = f" / label [l {'|'.join(labels)}]" if labels else " / label [l NAME]"
+            print(f"accept / escalate{hint} / skip / quit [a/e/l/s/q]: ", end="", file=stdout, flush=True)
             line = stdin.readline()
-            answer = line.strip().lower()[:1] if line else "q"
-            if answer in ("a", "e", "s", "q"):
+            words = line.strip().split() if line else ["q"]
+            answer = words[0].lower()[:1] if words else ""
+            if answer == "l" and len(words) == 2 and (not labels or words[1] in labels):
+                gold = words[1]
                 break
-            print("  please answer a, e, s or q", file=stdout)
+            if answer in ("a", "e", "s", "q") and len(words) == 1:
+                break
+            print(f"  please answer a, e, s, q or l followed by one of {labels or 'the task labels'}", file=stdout)
         if answer == "q":
             break
         if answer == "s":
             counts["skip"] += 1
             continue
+        if gold is not None:
+            set_review_label(db_path, d["decision_id"], None, reviewer, gold=gold)
+            counts["label"] += 1
+            continue
         label = "accept" if answer == "a" else "escalate"
         set_review_label(db_path, d["decision_id"], label, reviewer)  # type: ignore[arg-type]
         counts[label] += 1
-    print(f"\nreviewed: {counts['accept']} accept, {counts['escalate']} escalate, {counts['skip']} skipped", file=stdout)
+    print(f"\nreviewed: {counts['accept']} accept, {counts['escalate']} escalate, {counts['label']} labelled, "
+          f"{counts['skip']} skipped", file=stdout)
     return 0

@@ -142,16 +142,33 @@ def promote(policy_path: str | Path, task: str, cases: Sequence[Any], *, backend
     report = eval_model(with_model(policy, task, spec.candidate, spec.candidate_head), task, cases, backends=backends)
     if not report["gate"]["passed"]:
         return False, report
+    apply_promotion(path, task, spec.candidate, spec.candidate_head)
+    return True, report
+
+
+def apply_promotion(policy_path: str | Path, task: str, model: str, head: str | None) -> None:
+    """Make `model` (with `head`) the task's model in the policy file, keeping the replaced one as
+    previous_model. Only for a model that has passed the release gate (`promote`, or
+    `smallfirst learn` with `promote: gate`)."""
+    path = _editable(policy_path)
+    spec = _task(parse_policy(path.read_text(encoding="utf-8"), source=str(path)), task)
     _rewrite(path, task, {
-        "model": spec.candidate,
-        "head": spec.candidate_head,
+        "model": model,
+        "head": head,
         "previous_model": spec.model,
         "previous_head": spec.head,
         "candidate": None,
         "candidate_head": None,
         "calibration": None,  # fitted to the replaced model; rerun `smallfirst calibrate`
     })
-    return True, report
+
+
+def set_candidate(policy_path: str | Path, task: str, model: str, head: str | None) -> None:
+    """Make `model` (with `head`) the task's candidate, to be proven in shadow mode and promoted
+    with `smallfirst promote`."""
+    path = _editable(policy_path)
+    _task(parse_policy(path.read_text(encoding="utf-8"), source=str(path)), task)
+    _rewrite(path, task, {"candidate": model, "candidate_head": head})
 
 
 def rollback(policy_path: str | Path, task: str) -> None:

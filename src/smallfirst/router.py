@@ -193,11 +193,13 @@ class Router:
         audit: AuditLog | None = None,
         backends: dict[str, Any] | None = None,
         telemetry: Telemetry | None = None,
+        learn: Any = None,
     ):
         self.policy = policy
         self.audit = audit
         # None unless the policy or the environment asks for OpenTelemetry: then no per-request work.
         self.telemetry = telemetry if telemetry is not None else Telemetry.from_policy(policy)
+        self.learn = learn  # smallfirst.learn_store.LearnLog: frontier answers of learning tasks
         self.hardstops = HardStops.from_policy(policy)
         # Backend instances by model key; tests and benches may inject their own.
         self._backends: dict[str, Any] = dict(backends or {})
@@ -371,7 +373,9 @@ class Router:
                 d.checks.append(Check("calibration", False, d.error))
                 return FallbackReason.LOCAL_ERROR
             if d.local.confidence_raw is not None:
-                d.local = replace(d.local, confidence=cal.calibrator(d.local.confidence_raw))
+                # The calibration's threshold supersedes a learned head's own (on another scale).
+                extra = {k: v for k, v in (d.local.extra or {}).items() if k != "min_confidence"}
+                d.local = replace(d.local, confidence=cal.calibrator(d.local.confidence_raw), extra=extra)
             spec = spec.model_copy(update={"min_confidence": cal.threshold})
         gate = check_gate(spec, d.local, d.text, refusal_markers=self.policy.gate.refusal_markers)
         d.checks.extend(gate.checks)
@@ -450,6 +454,7 @@ class Router:
             local=d.local,
             hard_stop=d.hard_stop,
             compress=compress or bool(spec and spec.compress_on),
+            labels=tuple(spec.labels) if spec else (),
         )
 
     async def _recorded_stream(
@@ -578,6 +583,8 @@ class Router:
             )
         if record and self.telemetry is not None:
             self._trace(d, result)
+        if record and self.learn is not None and frontier is not None and outcome == "answered_frontier":
+            self._keep_for_learning(d, frontier)
         return result
 
     def _trace(self, d: _Decision, result: RouteResult) -> None:
@@ -600,6 +607,38 @@ class Router:
             )
         except Exception:
             log.exception("telemetry: the decision's span was not recorded")
+
+    def _keep_for_learning(self, d: _Decision, frontier: FrontierAnswer) -> None:
+        """Hand a learning task's frontier answer to the learn store. Only a queue put here: the
+        label, the embedding and the masking are done on the learn writer's thread, and a
+        failing store never fails the request."""
+        spec = d.spec
+        if spec is None or spec.learn is None or not spec.labels:
+            return
+        from smallfirst.learn_store import LearnCapture
+
+        local = d.local
+        extra = local.extra if local is not None and local.extra else {}
+        try:
+            self.learn.submit(LearnCapture(
+                decision_id=d.decision_id, ts=time.time(), task_type=spec.name, labels=tuple(spec.labels),
+                frontier_text=frontier.text, frontier_model=frontier.model,
+                reason=d.reason.value if d.reason else None,
+                hard_stop=d.hard_stop.category if d.hard_stop else None,
+                local_label=local.label if local else None,
+                keep_inputs=spec.learn.keep_inputs, retention_days=spec.learn.retention_days, text=d.text,
+                embedding=extra.get("embedding"), embedding_identity=extra.get("embedding_identity"),
+                embed=functools.partial(self._embedding_for_learning, d.text, spec),
+            ))
+        except Exception:
+            log.exception("learn: could not keep decision %s", d.decision_id)
+
+    def _embedding_for_learning(self, text: str, spec: TaskSpec) -> Any:
+        """(embedding, identity) of `text` as the task's local model reads it, or None when that
+        model does not embed (the example is then kept only if its text is)."""
+        backend = self._backend(spec.model) if spec.model else None
+        embed = getattr(backend, "embed", None)
+        return embed(_local_input(text, spec), spec) if embed is not None else None
 
     # ------------------------------------------------------------------ helpers
 

@@ -83,10 +83,46 @@ def _shared_flags(conn: Any, d: Dialect) -> None:
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS admin_events_event_id ON admin_events (event_id)")
 
 
+def _learn_store(conn: Any, d: Dialect) -> None:
+    """Learning from escalations (smallfirst.learn_store): the examples kept from the frontier's
+    answers, every learn run, and the task label a reviewer says is right."""
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS learn_examples (
+  decision_id TEXT PRIMARY KEY,
+  task_type TEXT NOT NULL,
+  ts {d.sql_type('REAL')} NOT NULL,         -- when the decision was made
+  expires {d.sql_type('REAL')} NOT NULL,    -- ts + retention_days: the row is deleted after this
+  label TEXT,                    -- the frontier answer as a task label; NULL: it named none
+  source TEXT NOT NULL,          -- frontier
+  frontier_model TEXT,
+  frontier_answer_sha256 TEXT,
+  reason TEXT,                   -- why the decision left the local path
+  hard_stop TEXT,                -- the hard-stop category that fired, if any
+  local_label TEXT,
+  input_sha256 TEXT NOT NULL,
+  embedding_identity TEXT,       -- encoder and window that produced the embedding
+  embedding {d.sql_type('BLOB')},          -- 384 float32, little-endian
+  text TEXT                      -- the masked input, only when the task keeps inputs
+)""")
+    conn.execute("CREATE INDEX IF NOT EXISTS learn_examples_task_ts ON learn_examples (task_type, ts)")
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS learn_runs (
+  {_id_column(d)},
+  ts {d.sql_type('REAL')} NOT NULL,
+  task_type TEXT NOT NULL,
+  outcome TEXT NOT NULL,         -- promoted | candidate | rejected | too_little_data | failed
+  head TEXT,                     -- the candidate head written, if any
+  head_sha256 TEXT,
+  message TEXT,
+  detail TEXT                    -- JSON: the numbers
+)""")
+    if "gold" not in d.columns(conn, "review_log"):
+        conn.execute("ALTER TABLE review_log ADD COLUMN gold TEXT")
+
+
 Migration = tuple[int, str, Callable[[Any, Dialect], None]]
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "decisions, admin_events, review_queue, review_log", _baseline),
     (2, "flags shared by replicas; admin_events actor, reason, replica, event_id", _shared_flags),
+    (3, "learn store: learn_examples, learn_runs; review_log gold", _learn_store),
 )
 LATEST = MIGRATIONS[-1][0]
 

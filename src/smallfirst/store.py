@@ -79,10 +79,10 @@ class Dialect:
 
     def sql_type(self, sqlite_type: str) -> str:
         """A column type as written for SQLite, in this dialect. SQLite's REAL is 8 bytes;
-        PostgreSQL's is 4 (a Unix time in float4 is off by minutes)."""
+        PostgreSQL's is 4 (a Unix time in float4 is off by minutes). PostgreSQL has no BLOB."""
         if not self.postgres:
             return sqlite_type
-        return re.sub(r"\bREAL\b", "DOUBLE PRECISION", sqlite_type)
+        return re.sub(r"\bBLOB\b", "BYTEA", re.sub(r"\bREAL\b", "DOUBLE PRECISION", sqlite_type))
 
     def columns(self, conn: Any, table: str) -> set[str]:
         if self.postgres:

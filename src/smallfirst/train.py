@@ -1,16 +1,18 @@
-"""Train a classifier head for the embedding backend, and load one.
+"""Train a classifier head for the embedding backend (the artifact itself is heads.py).
 
-A head is a plain JSON artifact (no pickle: it is loaded by a router that must not execute data):
-multinomial logistic-regression weights over all-MiniLM-L6-v2 embeddings, a calibrator for the
-top probability, class centroids with a novelty threshold, how long text is read, and where it
-all came from.
+A head is multinomial logistic regression over all-MiniLM-L6-v2 embeddings mixed with a vote of
+the nearest training embeddings, a calibrator for the top probability, and a novelty threshold on
+the cosine to the nearest training embedding.
+`fit_head` fits one from embeddings (used by `smallfirst train` and by `smallfirst learn`, which
+adds kept examples to a head's own training embeddings); `train_head` reads and embeds a JSONL
+file first.
 
 Everything the head says about itself is measured out of fold: the calibrator is fitted on
 predictions for cases the model did not train on, and the reported acceptance and false accepts
 apply the task's own min_confidence to confidences that neither the model nor the calibrator saw
 the case for.
 
-Applying a head needs numpy only; `train_head` needs scikit-learn (`pip install smallfirst[train]`).
+Applying a head needs numpy only; fitting needs scikit-learn (`pip install smallfirst[train]`).
 """
 
 from __future__ import annotations
@@ -20,145 +22,38 @@ import json
 import shlex
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from smallfirst.backends.embedding import EMBEDDING_DIM, MODEL_NAME, MiniLMEncoder, Window, embed_texts, shared_encoder
-from smallfirst.calibration import Calibrator, CalibratorKind, expected_calibration_error, fit_calibrator, select_calibrator_kind
+from smallfirst.backends.embedding import MiniLMEncoder, embed_texts, shared_encoder
+from smallfirst.calibration import CalibratorKind, expected_calibration_error, fit_calibrator, select_calibrator_kind
+from smallfirst.heads import (
+    DEFAULT_WINDOW, HEAD_FORMAT, Examples, Head, HeadError, NeighbourVote, Novelty, Window, kth_similarity, load_head,
+    write_head,
+)
 from smallfirst.jsonl import label_mapping, map_label, read_jsonl
 
 if TYPE_CHECKING:
     from smallfirst.policy import TaskSpec
 
-HEAD_FORMAT = "smallfirst-head/1"
-# How a head reads text, chosen by 5-fold CV on BUMP's 570 Maven logs (compressed to 4000
-# characters): the last 254 tokens 0.989 accuracy, the mean of all windows 0.981, the first
-# window 0.938, first and last concatenated 0.985, the last two windows 0.988. A CI log ends
-# where the build failed, and one window is also the cheapest. Stored in every head.
-DEFAULT_WINDOW = Window("last")
+__all__ = ["HEAD_FORMAT", "DataError", "Head", "HeadError", "fit_head", "load_head", "train_head"]
+
 # Embeddings are unit vectors with small coordinates, so useful C values run high.
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 # The novelty threshold sits at this percentile of out-of-fold similarities of real training
-# cases to their nearest class centroid: about 1 in 100 in-distribution inputs is flagged.
+# cases to their k-th nearest other training case: about 1 in 100 in-distribution inputs is
+# flagged.
 NOVELTY_PERCENTILE = 1.0
+NOVELTY_K = 1
+NEIGHBOURS = NeighbourVote()
 
 
 class DataError(Exception):
     """Training data that cannot be used; `str()` names the file and line."""
-
-
-class HeadError(Exception):
-    """A head artifact that cannot be used with this encoder; `str()` names the file."""
-
-
-# ---------------------------------------------------------------- the head
-
-
-@dataclass(frozen=True)
-class Head:
-    task: str
-    labels: tuple[str, ...]
-    coef: np.ndarray  # (labels, 384)
-    intercept: np.ndarray  # (labels,)
-    calibrator: Calibrator
-    centroids: np.ndarray  # (labels, 384), unit vectors
-    novelty_threshold: float
-    window: Window
-    embedding_sha256: str
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-    cv: Mapping[str, Any] = field(default_factory=dict)
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(n, 384) embeddings -> (n, labels) probabilities."""
-        z = x.astype(np.float64) @ self.coef.T + self.intercept
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def similarity(self, x: np.ndarray) -> np.ndarray:
-        """Cosine of each embedding to its nearest class centroid: low means unlike the training data."""
-        return (x.astype(np.float64) @ self.centroids.T).max(axis=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": HEAD_FORMAT,
-            "task": self.task,
-            "labels": list(self.labels),
-            "embedding_model": MODEL_NAME,
-            "embedding_sha256": self.embedding_sha256,
-            "window": self.window.to_dict(),
-            "coef": _rounded(self.coef),
-            "intercept": _rounded(self.intercept),
-            "calibrator": self.calibrator.to_dict(),
-            "novelty": {
-                "method": "max cosine to class centroid",
-                "percentile": NOVELTY_PERCENTILE,
-                "threshold": round(self.novelty_threshold, 6),
-                "centroids": _rounded(self.centroids),
-            },
-            "provenance": dict(self.provenance),
-            "cv": dict(self.cv),
-        }
-
-
-def _rounded(a: np.ndarray) -> Any:
-    # 7 decimals is below float32 resolution of these values, and halves the file.
-    return np.round(np.asarray(a, dtype=np.float64), 7).tolist()
-
-
-def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
-    """Read and validate a head; refuse one trained on another encoder than `embedding_sha256`
-    (by default the bundled one, as shared_encoder() runs it)."""
-    p = Path(path)
-    if embedding_sha256 is None:
-        embedding_sha256 = shared_encoder().sha256
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HeadError(f"{p}: cannot read head: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HeadError(f"{p}: not a JSON head artifact: {exc}") from None
-    if not isinstance(d, dict) or d.get("format") != HEAD_FORMAT:
-        found = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise HeadError(f"{p}: format is {found!r}, expected {HEAD_FORMAT!r}")
-    if d.get("embedding_sha256") != embedding_sha256:
-        raise HeadError(
-            f"{p}: head was trained on encoder sha256 {d.get('embedding_sha256')}, "
-            f"but this encoder is {embedding_sha256}; retrain the head (smallfirst train)"
-        )
-    try:
-        labels = tuple(str(x) for x in d["labels"])
-        coef = np.asarray(d["coef"], dtype=np.float64)
-        intercept = np.asarray(d["intercept"], dtype=np.float64)
-        novelty = d["novelty"]
-        centroids = np.asarray(novelty["centroids"], dtype=np.float64)
-        head = Head(
-            task=str(d["task"]),
-            labels=labels,
-            coef=coef,
-            intercept=intercept,
-            calibrator=Calibrator.from_dict(d["calibrator"]),
-            centroids=centroids,
-            novelty_threshold=float(novelty["threshold"]),
-            window=Window.from_dict(d["window"]),
-            embedding_sha256=str(d["embedding_sha256"]),
-            provenance=d.get("provenance", {}),
-            cv=d.get("cv", {}),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise HeadError(f"{p}: invalid head: {missing}") from None
-    k = len(labels)
-    if k < 2 or len(set(labels)) != k:
-        raise HeadError(f"{p}: labels must be at least two distinct names, got {list(labels)}")
-    for name, arr, shape in (("coef", coef, (k, EMBEDDING_DIM)), ("intercept", intercept, (k,)), ("novelty.centroids", centroids, (k, EMBEDDING_DIM))):
-        if arr.shape != shape:
-            raise HeadError(f"{p}: {name} has shape {arr.shape}, expected {shape}")
-    return head
 
 
 # ---------------------------------------------------------------- data
@@ -272,7 +167,7 @@ class TrainReport:
         lines = [
             f"head for {self.task}: {self.out}",
             f"  {self.n} examples, labels {list(self.labels)}, {self.folds}-fold CV (seed {self.seed})",
-            f"  reads {_describe(self.window)}, C={self.c:g}, calibrator {self.calibrator}",
+            f"  reads {self.window.describe()}, C={self.c:g}, calibrator {self.calibrator}",
             f"  accuracy {self.accuracy:.3f}   ECE raw {self.ece_raw:.3f} -> calibrated {self.ece_calibrated:.3f}",
             f"  at min_confidence {self.min_confidence:.2f}: local {self.accepted}/{self.n} ({self.accept_rate:.1%}), "
             f"accuracy on local {self.accepted_accuracy:.3f}, false accepts {self.false_accepts}, novel {self.novel}",
@@ -283,12 +178,6 @@ class TrainReport:
         if self.false_accept_ids:
             lines.append("  false accepts: " + ", ".join(self.false_accept_ids))
         return "\n".join(lines)
-
-
-def _describe(window: Window) -> str:
-    if window.strategy == "mean":
-        return f"the mean of up to {window.max_windows} 256-token windows"
-    return f"the {window.strategy} 256 tokens"
 
 
 def _fit_lr(x: np.ndarray, y: np.ndarray, c: float) -> Any:
@@ -322,27 +211,30 @@ def _choose_c(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> float:
     return min(C_GRID, key=lambda c: losses[c])
 
 
-def _centroids(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    cents = np.stack([x[y == i].mean(axis=0) for i in range(k)])
-    return cents / np.linalg.norm(cents, axis=1, keepdims=True)
-
-
 @dataclass(frozen=True)
 class _OutOfFold:
     probs: np.ndarray  # (n, k)
-    similarity: np.ndarray  # (n,)
+    similarity: np.ndarray  # (n,) novelty similarity to the other folds' embeddings
+    nearest_learned: np.ndarray  # (n,) the nearest embedding in the other folds is a learned one
 
 
-def _out_of_fold(x: np.ndarray, y: np.ndarray, k: int, folds: int, seed: int) -> _OutOfFold:
+def _out_of_fold(x: np.ndarray, y: np.ndarray, k: int, folds: int, seed: int,
+                 origin: np.ndarray | None = None) -> _OutOfFold:
     from sklearn.model_selection import StratifiedKFold
 
+    origin = np.zeros(len(y), dtype=np.int64) if origin is None else np.asarray(origin)
     probs = np.zeros((len(y), k))
     sim = np.zeros(len(y))
+    nearest_learned = np.zeros(len(y), dtype=bool)
+    w = NEIGHBOURS.weight
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         c = _choose_c(x[train], y[train], folds, seed)  # nested: C never sees the held-out fold
-        probs[test] = _fit_lr(x[train], y[train], c).predict_proba(x[test])
-        sim[test] = (x[test] @ _centroids(x[train], y[train], k).T).max(axis=1)
-    return _OutOfFold(probs, sim)
+        fold = Examples(x[train].astype(np.float32), y[train], origin[train])
+        votes = NEIGHBOURS.probabilities(x[test], fold, k)
+        probs[test] = (1 - w) * _fit_lr(x[train], y[train], c).predict_proba(x[test]) + w * votes
+        sim[test] = kth_similarity(x[test].astype(np.float32), fold.x, NOVELTY_K)
+        nearest_learned[test] = origin[train][(x[test].astype(np.float32) @ fold.x.T).argmax(axis=1)] == 1
+    return _OutOfFold(probs, sim, nearest_learned)
 
 
 def _cross_fitted_confidence(raw: np.ndarray, correct: np.ndarray, kind: CalibratorKind, folds: int, seed: int) -> np.ndarray:
@@ -355,6 +247,90 @@ def _cross_fitted_confidence(raw: np.ndarray, correct: np.ndarray, kind: Calibra
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed + 1).split(raw, correct):
         conf[test] = fit_calibrator(raw[train], correct[train], kind).apply(raw[test])
     return conf
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted head and the out-of-fold evidence about it, one entry per training case."""
+
+    head: Head
+    probs: np.ndarray  # (n, labels) out of fold
+    confidence: np.ndarray  # (n,) calibrated by a calibrator that did not see the case
+    novel: np.ndarray  # (n,) out-of-fold novelty flag
+    nearest_learned: np.ndarray  # (n,) out of fold, the nearest training embedding is a learned one
+    c: float
+    calibrator_kind: CalibratorKind
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+
+def fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    *,
+    task: str,
+    embedding_sha256: str,
+    window: Window = DEFAULT_WINDOW,
+    origin: np.ndarray | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    calibrator: CalibratorKind | str = "auto",
+) -> Fit:
+    """Fit a head on embeddings `x` (n, 384) with label indexes `y` into `labels`.
+
+    Every label needs at least `folds` examples (stratified cross-validation); the caller checks
+    that with a message about its own data."""
+    if calibrator not in ("auto", "platt", "isotonic", "temperature", "identity"):
+        raise ValueError(f"calibrator must be auto, platt, isotonic, temperature or identity, not {calibrator!r}")
+    from threadpoolctl import threadpool_limits
+
+    # These matrices are small (n x 384): extra BLAS threads only fight over the cores. On a busy
+    # 2-core machine one thread fitted the same models 50x faster (0.5 s vs 25 s for 7 fits on BUMP).
+    with threadpool_limits(limits=1):
+        return _fit_head(np.asarray(x, dtype=np.float64), np.asarray(y), tuple(labels), task=task,
+                         embedding_sha256=embedding_sha256, window=window, origin=origin, folds=folds, seed=seed,
+                         calibrator=calibrator)
+
+
+def _fit_head(x: np.ndarray, y: np.ndarray, labels: tuple[str, ...], *, task: str, embedding_sha256: str,
+              window: Window, origin: np.ndarray | None, folds: int, seed: int, calibrator: CalibratorKind | str) -> Fit:
+    k = len(labels)
+    oof = _out_of_fold(x, y, k, folds, seed, origin)
+    raw = oof.probs.max(axis=1)
+    correct = oof.probs.argmax(axis=1) == y
+    kind: CalibratorKind
+    if min(int(correct.sum()), int((~correct).sum())) < 2:
+        kind = "identity"  # no errors (or no successes) out of fold: nothing to calibrate against
+    elif calibrator == "auto":
+        kind = select_calibrator_kind(raw, correct, folds=folds, seed=seed)
+    else:
+        kind = calibrator  # type: ignore[assignment]
+    confidence = _cross_fitted_confidence(raw, correct, kind, folds, seed)
+    threshold = float(np.percentile(oof.similarity, NOVELTY_PERCENTILE))
+    c_final = _choose_c(x, y, folds, seed)
+    coef, intercept = _softmax_weights(_fit_lr(x, y, c_final))
+    examples = Examples(
+        x.astype(np.float32), y.astype(np.int64),
+        np.zeros(len(y), dtype=np.int64) if origin is None else np.asarray(origin, dtype=np.int64),
+    )
+    head = Head(
+        task=task,
+        labels=tuple(labels),
+        coef=coef,
+        intercept=intercept,
+        # The shipped calibrator sees every out-of-fold prediction; the confidences above came
+        # from calibrators that did not see the case they scored.
+        calibrator=fit_calibrator(raw, correct, kind),
+        novelty=Novelty("knn", NOVELTY_K, threshold, NOVELTY_PERCENTILE, examples.x),
+        window=window,
+        embedding_sha256=embedding_sha256,
+        examples=examples,
+        neighbours=NEIGHBOURS,
+    )
+    return Fit(head, oof.probs, confidence, oof.similarity < threshold, oof.nearest_learned, c_final, kind)
 
 
 def train_head(
@@ -372,14 +348,12 @@ def train_head(
     command: str | None = None,
     exclude_ids: Collection[str] = (),
 ) -> TrainReport:
-    """Fit a head for `task` on JSONL examples and write it to `out` as JSON.
+    """Fit a head for `task` on JSONL examples and write it to `out` (JSON, and its .npz beside).
 
     `exclude_ids` holds cases out of training (an evaluation or demo set drawn from the same file).
     """
     if not task.labels:
         raise DataError(f"task {task.name!r} has no labels; a head classifies into the task's labels")
-    if calibrator not in ("auto", "platt", "isotonic", "temperature", "identity"):
-        raise ValueError(f"calibrator must be auto, platt, isotonic, temperature or identity, not {calibrator!r}")
     data = Path(data)
     examples = read_examples(data, task.labels, label_map)
     excluded = len(examples)
@@ -397,103 +371,77 @@ def train_head(
 
     enc = encoder or shared_encoder()
     x, _ = embed_texts(enc, [prepare_text(e.text, task) for e in examples], window)
-    x = x.astype(np.float64)
     y = np.array([labels.index(e.label) for e in examples])
-    k = len(labels)
+    fit = fit_head(x, y, labels, task=task.name, embedding_sha256=enc.sha256, window=window,
+                   folds=folds, seed=seed, calibrator=calibrator)
+    report = gate_report(fit, y, task, ids=[e.id for e in examples], out=Path(out), folds=folds, seed=seed)
+    head = replace(fit.head, cv=report.to_dict(), provenance={
+        "data_file": str(data),
+        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "n": len(examples),
+        "excluded": excluded,
+        "label_counts": {lbl: counts[lbl] for lbl in labels},
+        "label_map": {k: v for k, v in (label_map or {}).items() if not k.startswith("_")},
+        "compressed": task.compress_on,
+        "folds": folds,
+        "seed": seed,
+        "policy_source": policy_source,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "command": command if command is not None else shlex.join(sys.argv),
+    })
+    write_head(head, out)
+    return report
 
-    oof = _out_of_fold(x, y, k, folds, seed)
-    raw = oof.probs.max(axis=1)
-    pred = oof.probs.argmax(axis=1)
-    correct = pred == y
-    kind: CalibratorKind
-    if min(int(correct.sum()), int((~correct).sum())) < 2:
-        kind = "identity"  # no errors (or no successes) out of fold: nothing to calibrate against
-    elif calibrator == "auto":
-        kind = select_calibrator_kind(raw, correct, folds=folds, seed=seed)
-    else:
-        kind = calibrator  # type: ignore[assignment]
-    confidence = _cross_fitted_confidence(raw, correct, kind, folds, seed)
-    novelty_threshold = float(np.percentile(oof.similarity, NOVELTY_PERCENTILE))
-    novel = oof.similarity < novelty_threshold
-    escalates = np.array([labels[p] in task.escalate_labels for p in pred])
+
+def gate_report(fit: Fit, y: np.ndarray, task: "TaskSpec", *, ids: Sequence[str], out: Path, folds: int, seed: int,
+                select: np.ndarray | None = None) -> TrainReport:
+    """The cross-validated numbers of `fit` at the task's min_confidence, over the training cases
+    `select` picks (all by default): accuracy, acceptance, false accepts, novelty."""
+    head = fit.head
+    sel = np.ones(len(y), dtype=bool) if select is None else np.asarray(select, dtype=bool)
+    labels = head.labels
+    pred = fit.pred[sel]
+    yy = np.asarray(y)[sel]
+    correct = pred == yy
+    novel = fit.novel[sel]
+    raw = fit.probs[sel].max(axis=1)
+    confidence = fit.confidence[sel]
+    escalates = np.array([labels[p] in task.escalate_labels for p in pred], dtype=bool)
     accepted = (confidence >= task.min_confidence) & ~escalates & ~novel
     false_accept = accepted & ~correct
-
-    c_final = _choose_c(x, y, folds, seed)
-    coef, intercept = _softmax_weights(_fit_lr(x, y, c_final))
+    chosen = [i for i, s in zip(ids, sel) if s]
     per_label = {
         lbl: LabelCounts(
-            n=int((y == i).sum()),
+            n=int((yy == i).sum()),
             predicted=int((pred == i).sum()),
-            correct=int((correct & (y == i)).sum()),
-            accepted=int((accepted & (y == i)).sum()),
-            false_accepts=int((false_accept & (y == i)).sum()),
+            correct=int((correct & (yy == i)).sum()),
+            accepted=int((accepted & (yy == i)).sum()),
+            false_accepts=int((false_accept & (yy == i)).sum()),
         )
         for i, lbl in enumerate(labels)
     }
+    n = int(sel.sum())
     n_acc = int(accepted.sum())
-    report = TrainReport(
+    return TrainReport(
         task=task.name,
-        out=Path(out),
-        n=len(examples),
+        out=out,
+        n=n,
         labels=labels,
         folds=folds,
         seed=seed,
-        window=window,
-        c=c_final,
-        calibrator=kind,
+        window=head.window,
+        c=fit.c,
+        calibrator=fit.calibrator_kind,
         min_confidence=task.min_confidence,
-        novelty_threshold=novelty_threshold,
-        accuracy=float(correct.mean()),
-        accept_rate=n_acc / len(examples),
+        novelty_threshold=head.novelty.threshold,
+        accuracy=float(correct.mean()) if n else 0.0,
+        accept_rate=n_acc / n if n else 0.0,
         accepted_accuracy=float(correct[accepted].mean()) if n_acc else 0.0,
         accepted=n_acc,
         false_accepts=int(false_accept.sum()),
-        false_accept_ids=tuple(examples[i].id for i in np.flatnonzero(false_accept)),
+        false_accept_ids=tuple(chosen[i] for i in np.flatnonzero(false_accept)),
         novel=int(novel.sum()),
         ece_raw=expected_calibration_error(raw, correct),
         ece_calibrated=expected_calibration_error(confidence, correct),
         per_label=per_label,
     )
-    head = Head(
-        task=task.name,
-        labels=labels,
-        coef=coef,
-        intercept=intercept,
-        # The shipped calibrator sees every out-of-fold prediction; the report above used
-        # calibrators that did not see the case they scored.
-        calibrator=fit_calibrator(raw, correct, kind),
-        centroids=_centroids(x, y, k),
-        novelty_threshold=novelty_threshold,
-        window=window,
-        embedding_sha256=enc.sha256,
-        provenance={
-            "data_file": str(data),
-            "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-            "n": len(examples),
-            "excluded": excluded,
-            "label_counts": {lbl: counts[lbl] for lbl in labels},
-            "label_map": {k: v for k, v in (label_map or {}).items() if not k.startswith("_")},
-            "compressed": task.compress_on,
-            "folds": folds,
-            "seed": seed,
-            "policy_source": policy_source,
-            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-            "command": command if command is not None else shlex.join(sys.argv),
-        },
-        cv=report.to_dict(),
-    )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_dump(head.to_dict()) + "\n", encoding="utf-8")
-    return report
-
-
-def _dump(value: Any, indent: str = "") -> str:
-    """JSON with one key a line, and every list of numbers on a single line: a head stays
-    readable in a diff instead of spreading 2,000 coefficients over 2,000 lines."""
-    if isinstance(value, dict) and value:
-        inner = indent + " "
-        items = [f"{inner}{json.dumps(k)}: {_dump(v, inner)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    return json.dumps(value, ensure_ascii=False)

