@@ -80,7 +80,7 @@ def main() -> None:
     def classify_with(enc):
         def run(text):
             vec, _ = embed_texts(enc, [text], head.window)
-            return head.probabilities(vec), head.similarity(vec)
+            return head.probabilities(vec, head.word_counts([text])), head.similarity(vec)
         return run
 
     for enc in encoders.values():

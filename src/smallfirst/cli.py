@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("train", help="fit a classifier head for a task on labelled JSONL")
     common(sp, audit=False)
     sp.add_argument("--task", required=True)
-    sp.add_argument("--data", required=True, help="JSONL with id, text, label")
+    sp.add_argument("--data", required=True, action="append",
+                    help="JSONL with id, text, label (repeat to train on several files)")
     sp.add_argument("--label-map", help="JSON object mapping the data's labels onto the task's")
     sp.add_argument("--exclude", help="JSONL whose ids are held out of training (e.g. the demo set)")
     sp.add_argument("--out", help="where to write the head (default: heads/<task>.json beside the policy)")
@@ -96,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         "--window", choices=("first", "last", "mean"), default="last",
         help="which 256-token window of a long text the classifier reads: last suits logs "
         "(failures are at the end), first suits issues and tickets (the title leads)",
+    )
+    sp.add_argument(
+        "--features", choices=("auto", "words", "embedding"), default="auto",
+        help="words: the text's words beside its embedding (lexical.py); auto: words for a task whose "
+        "inputs are logs (compress_input), the embedding alone otherwise",
     )
     sp.set_defaults(func=cmd_train)
 
@@ -297,8 +303,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from smallfirst.backends.embedding import Window
 
         report = train_head(
-            spec, Path(args.data), out, label_map=label_map, folds=args.folds,
+            spec, [Path(d) for d in args.data], out, label_map=label_map, folds=args.folds,
             exclude_ids=exclude, command=command, window=Window(args.window),
+            words=None if args.features == "auto" else args.features == "words",
         )
     except DataError as exc:
         print(f"smallfirst: {exc}", file=sys.stderr)

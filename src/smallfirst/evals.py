@@ -409,6 +409,9 @@ def raw_scores(
         from smallfirst.heads import load_head
 
         head = load_head(policy.resolve_path(spec.head), embedding_sha256=shared_encoder().sha256)
+    if head is not None and data_hash in [f.get("sha256") for f in head.provenance.get("data_files", [])]:
+        raise EvalDataError("this file is part of the data the task's head was trained on (with others): "
+                            "calibrate on data it was not trained on")
     if head is not None and head.provenance.get("data_sha256") == data_hash:
         from smallfirst.backends.embedding import embed_texts
         from smallfirst.train import NOVELTY_PERCENTILE, _out_of_fold, prepare_text
@@ -416,9 +419,16 @@ def raw_scores(
         unknown = [c for c in cases if c.label not in head.labels]
         if unknown:
             raise EvalDataError(f"case {unknown[0].id} (line {unknown[0].line}): label {unknown[0].label!r} is not a label the head was trained on {list(head.labels)}")
-        x, _ = embed_texts(shared_encoder(), [prepare_text(c.text, spec) for c in cases], head.window)
+        prepared = [prepare_text(c.text, spec) for c in cases]
+        x, _ = embed_texts(shared_encoder(), prepared, head.window)
         y = np.array([head.labels.index(c.label) for c in cases])
-        oof = _out_of_fold(x.astype(np.float64), y, len(head.labels), folds, seed)
+        words = None
+        if head.reads_words:
+            from smallfirst.lexical import Rows, bucket_counts, counts_matrix
+
+            words = counts_matrix(Rows.of([bucket_counts(t) for t in prepared]))
+        oof = _out_of_fold(x.astype(np.float64), y, len(head.labels), folds, seed, words=words,
+                           neighbours=head.neighbours)
         pred = oof.probs.argmax(axis=1)
         novel = oof.similarity < np.percentile(oof.similarity, NOVELTY_PERCENTILE)
         escalating = np.array([head.labels[p] in spec.escalate_labels for p in pred])

@@ -9,7 +9,8 @@ A head is two files side by side:
   threshold, how long text is read, and where it all came from;
 - `<name>.npz`, numpy arrays loaded with `allow_pickle=False`: the embeddings the head was trained
   on (float16), their labels, and whether each came from the training file (`base`) or was learned
-  from an escalation (`learned`). No text.
+  from an escalation (`learned`); for a head with a lexical block (lexical.py), its idf and
+  weights per label and bucket, and each example's hashed bucket counts. No text.
 
 Those embeddings do three jobs. Their nearest ones vote on the label (NeighbourVote). They are
 the novelty index: an input is novel when even its k-th
@@ -36,6 +37,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from smallfirst.calibration import Calibrator
+from smallfirst.lexical import Counts, Lexical, Rows
 
 HEAD_FORMAT = "smallfirst-head/2"
 HEAD_FORMAT_V1 = "smallfirst-head/1"
@@ -113,12 +115,15 @@ class Examples:
     x: np.ndarray
     y: np.ndarray
     origin: np.ndarray
+    lex: Rows | None = None  # each example's lexical bucket counts, for a head that reads them
 
     def __post_init__(self) -> None:
         n = len(self.x)
         if self.x.ndim != 2 or self.x.shape[1] != EMBEDDING_DIM or self.y.shape != (n,) or self.origin.shape != (n,):
             raise ValueError(f"examples must be x (n, {EMBEDDING_DIM}), y (n,), origin (n,); got "
                              f"{self.x.shape}, {self.y.shape}, {self.origin.shape}")
+        if self.lex is not None and len(self.lex) != n:
+            raise ValueError(f"{len(self.lex)} lexical rows for {n} examples")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -126,23 +131,22 @@ class Examples:
     @property
     def base(self) -> "Examples":
         keep = self.origin == ORIGINS.index("base")
-        return Examples(self.x[keep], self.y[keep], self.origin[keep])
+        lex = None if self.lex is None else self.lex.take(np.flatnonzero(keep))
+        return Examples(self.x[keep], self.y[keep], self.origin[keep], lex)
 
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
+    def arrays(self) -> dict[str, np.ndarray]:
         # float16 halves the file; a cosine moves by < 1e-3, far inside any threshold's margin.
-        np.savez(buf, x=self.x.astype(np.float16), y=self.y.astype(np.int16), origin=self.origin.astype(np.int8))
-        return buf.getvalue()
+        out = {"x": self.x.astype(np.float16), "y": self.y.astype(np.int16), "origin": self.origin.astype(np.int8)}
+        return out if self.lex is None else {**out, **self.lex.arrays()}
 
     @classmethod
-    def from_bytes(cls, data: bytes, n_labels: int) -> "Examples":
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            x, y, origin = z["x"].astype(np.float32), z["y"].astype(np.int64), z["origin"].astype(np.int64)
+    def from_arrays(cls, z: Mapping[str, np.ndarray], n_labels: int) -> "Examples":
+        x, y, origin = z["x"].astype(np.float32), z["y"].astype(np.int64), z["origin"].astype(np.int64)
         if len(y) and (y.min() < 0 or y.max() >= n_labels):
             raise ValueError(f"labels index outside the head's {n_labels} labels")
         if len(origin) and (origin.min() < 0 or origin.max() >= len(ORIGINS)):
             raise ValueError("origin outside base/learned")
-        return cls(x, y, origin)
+        return cls(x, y, origin, Rows.from_arrays(z) if "lex_indptr" in z else None)
 
 
 # ---------------------------------------------------------------- novelty
@@ -233,15 +237,32 @@ class Head:
     # smallfirst.learn; see floors()). None: no floor.
     min_confidence: float | None = None
     neighbours: NeighbourVote | None = None  # format 2
+    # Words the log prints, beside its embedding (lexical.py). The embedding's coef was fitted
+    # on embeddings scaled by `embedding_weight` and is stored with that scale folded in.
+    lexical: Lexical | None = None
+    embedding_weight: float = 1.0
 
+    @property
+    def reads_words(self) -> bool:
+        return self.lexical is not None
+
+    def word_counts(self, texts: Sequence[str]) -> list[Counts] | None:
+        """What `probabilities` needs beside the embeddings of `texts`: their bucket counts, or
+        None for a head without a lexical block."""
+        return None if self.lexical is None else [self.lexical.counts(t) for t in texts]
 
     @property
     def novelty_threshold(self) -> float:
         return self.novelty.threshold
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(n, 384) embeddings -> (n, labels) probabilities."""
+    def probabilities(self, x: np.ndarray, words: Sequence[Counts] | None = None) -> np.ndarray:
+        """(n, 384) embeddings, and for a head with a lexical block the same inputs' bucket counts
+        (`word_counts`), -> (n, labels) probabilities."""
         z = np.asarray(x, dtype=np.float64) @ self.coef.T + self.intercept
+        if self.lexical is not None:
+            if words is None or len(words) != len(z):
+                raise ValueError("this head reads words beside embeddings: pass word_counts(texts)")
+            z += self.lexical.logits(words)
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         p = e / e.sum(axis=1, keepdims=True)
@@ -263,9 +284,20 @@ class Head:
         nearest = (np.asarray(x, dtype=np.float32) @ self.examples.x.T).argmax(axis=1)
         return [self.min_confidence if self.examples.origin[i] == 1 else None for i in nearest]
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the .npz beside the JSON holds."""
+        assert self.examples is not None
+        return self.examples.arrays() if self.lexical is None else {**self.examples.arrays(), **self.lexical.arrays()}
+
     def to_dict(self, examples_file: str, examples_sha256: str) -> dict[str, Any]:
         assert self.examples is not None
         counts = {o: int((self.examples.origin == i).sum()) for i, o in enumerate(ORIGINS)}
+        lexical = None if self.lexical is None else {
+            "features": "hashed words and word pairs, tf-idf, unit length (smallfirst.lexical)",
+            "buckets": int(self.lexical.idf.shape[0]),
+            "chars": self.lexical.chars,
+            "embedding_weight": self.embedding_weight,
+        }
         return {
             "format": HEAD_FORMAT,
             "task": self.task,
@@ -277,6 +309,7 @@ class Head:
             "intercept": _rounded(self.intercept),
             "calibrator": self.calibrator.to_dict(),
             "neighbours": None if self.neighbours is None else self.neighbours.to_dict(),
+            "lexical": lexical,
             "min_confidence": None if self.min_confidence is None else round(self.min_confidence, 6),
             "novelty": {
                 "method": "cosine to the k-th nearest training embedding",
@@ -314,7 +347,9 @@ def write_head(head: Head, path: str | Path) -> Head:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     npz = examples_path(p)
-    data = head.examples.to_bytes()
+    buf = io.BytesIO()
+    np.savez(buf, **head.arrays())
+    data = buf.getvalue()
     d = head.to_dict(npz.name, hashlib.sha256(data).hexdigest())
     d["content_sha256"] = _content_sha256(d)
     _atomic_write(npz, data)
@@ -400,7 +435,7 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
     for name, arr, shape in (("coef", coef, (k, EMBEDDING_DIM)), ("intercept", intercept, (k,))):
         if arr.shape != shape:
             raise HeadError(f"{p}: {name} has shape {arr.shape}, expected {shape}")
-    examples, neighbours = None, None
+    examples, neighbours, lexical = None, None, None
     try:
         if fmt == HEAD_FORMAT_V1:
             centroids = np.asarray(nov["centroids"], dtype=np.float32)
@@ -408,7 +443,7 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
                 raise HeadError(f"{p}: novelty.centroids has shape {centroids.shape}, expected {(k, EMBEDDING_DIM)}")
             novelty = Novelty("centroid", 1, float(nov["threshold"]), float(nov.get("percentile", 1.0)), centroids)
         else:
-            examples = _load_examples(p, d["examples"], k)
+            examples, lexical = _load_examples(p, d["examples"], k, d.get("lexical"))
             novelty = Novelty("knn", int(nov["k"]), float(nov["threshold"]), float(nov["percentile"]), examples.x)
             neighbours = NeighbourVote.from_dict(d["neighbours"]) if d.get("neighbours") else None
             if novelty.k < 1:
@@ -432,10 +467,13 @@ def load_head(path: str | Path, *, embedding_sha256: str | None = None) -> Head:
         content_sha256=str(d.get("content_sha256") or hashlib.sha256(raw).hexdigest()),
         min_confidence=floor,
         neighbours=neighbours,
+        lexical=lexical,
+        embedding_weight=float((d.get("lexical") or {}).get("embedding_weight", 1.0)),
     )
 
 
-def _load_examples(head: Path, ref: Mapping[str, Any], n_labels: int) -> Examples:
+def _load_examples(head: Path, ref: Mapping[str, Any], n_labels: int,
+                   lexical: Mapping[str, Any] | None) -> tuple[Examples, Lexical | None]:
     npz = head.parent / str(ref["file"])
     if npz.parent != head.parent:
         raise HeadError(f"{head}: examples file {ref['file']!r} must sit beside the head")
@@ -448,9 +486,14 @@ def _load_examples(head: Path, ref: Mapping[str, Any], n_labels: int) -> Example
         raise HeadError(f"{head}: examples file {npz} has sha256 {actual[:16]}..., the head pins "
                         f"{str(ref.get('sha256'))[:16]}...; it belongs to another head or was changed")
     try:
-        examples = Examples.from_bytes(data, n_labels)
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        examples = Examples.from_arrays(arrays, n_labels)
+        block = None if lexical is None else Lexical.from_arrays(arrays, n_labels, int(lexical["chars"]))
     except (ValueError, KeyError, OSError, EOFError) as exc:  # np.load's errors for a bad archive
         raise HeadError(f"{npz}: invalid examples file: {exc}") from None
     if len(examples) == 0:
         raise HeadError(f"{npz}: no examples")
-    return examples
+    if block is not None and examples.lex is None:
+        raise HeadError(f"{npz}: the head reads words but its examples carry no bucket counts")
+    return examples, block

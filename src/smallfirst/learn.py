@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -73,6 +73,7 @@ class _Data:
     origin: np.ndarray  # 0 base, 1 learned
     ids: list[str]
     hard_stop: list[str | None]
+    words: list[Mapping[int, float]] | None = None  # hashed word counts, for a head that reads words
 
 
 # ---------------------------------------------------------------------- the run
@@ -139,7 +140,9 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     window = current.window if current is not None else DEFAULT_WINDOW
     identity = embedding_identity(sha, window)
 
-    kept, counts = _kept_examples(store.examples(task), spec, audit_path, identity)
+    # A head that reads words learns one that does too; with no head yet, a log task's does.
+    reads_words = current.reads_words if current is not None else spec.compress_on
+    kept, counts = _kept_examples(store.examples(task), spec, audit_path, identity, reads_words)
     counts["purged"] = purged
     to_embed = [i for i, (e, _) in enumerate(kept) if e.embedding is None or e.embedding_identity != identity]
     if to_embed:
@@ -147,7 +150,14 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
         for i, v in zip(to_embed, vectors):
             kept[i] = (_with_embedding(kept[i][0], v, identity), kept[i][1])
         counts["re_embedded"] = len(to_embed)
-    base = _base_data(current)
+    if reads_words:
+        from smallfirst.lexical import bucket_counts
+        from smallfirst.train import prepare_text
+
+        for i, (e, lbl) in enumerate(kept):
+            if e.words is None:  # kept before its words were stored: its masked text has them
+                kept[i] = (StoredExample(**{**e.__dict__, "words": bucket_counts(prepare_text(e.text or "", spec))}), lbl)
+    base = _base_data(current, reads_words)
     report: dict[str, Any] = {"counts": counts, "base": len(base.labels), "current_head": spec.head,
                               "identity": identity}
     if len(kept) < learn.min_examples:
@@ -171,19 +181,27 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     from smallfirst.train import fit_head, gate_report
 
     y = np.array([labels.index(lbl) for lbl, k in zip(train.labels, keep) if k])
+    words = None
+    if train.words is not None:
+        from smallfirst.lexical import Rows
+
+        words = Rows.of([w for w, k in zip(train.words, keep) if k])
     fit = fit_head(train.x[keep], y, labels, task=task, embedding_sha256=sha, window=window,
-                   origin=train.origin[keep], folds=folds, seed=seed)
+                   origin=train.origin[keep], folds=folds, seed=seed, words=words)
     floor = _head_floor(spec, fit, y, keep, train, learn)
     candidate = replace(fit.head, min_confidence=floor["threshold"])
     report["head_min_confidence"] = floor
 
     held_x = np.stack([e.embedding for e, _ in held]).astype(np.float32)
+    held_words = [e.words or {} for e, _ in held] if reads_words else None
     held_gold = [lbl for _, lbl in held]
     held_stop = [e.hard_stop for e, _ in held]
     held_ids = [e.decision_id for e, _ in held]
-    evaluation = _evaluate(policy, spec, candidate, fit, y, keep, train, held_x, held_gold, held_stop, held_ids, learn)
+    evaluation = _evaluate(policy, spec, candidate, fit, y, keep, train, held_x, held_words, held_gold, held_stop,
+                           held_ids, learn)
     if current is not None:
-        evaluation["current_on_held_back"] = _summary(_cases_from_head(current, spec, held_x, held_gold, held_stop, held_ids))
+        evaluation["current_on_held_back"] = _summary(
+            _cases_from_head(current, spec, held_x, held_words, held_gold, held_stop, held_ids))
     report.update(evaluation)
     report["cv"] = gate_report(fit, y, spec, ids=[i for i, k in zip(train.ids, keep) if k], out=path, folds=folds,
                                seed=seed).to_dict()
@@ -239,16 +257,17 @@ def _current_head(policy: Policy, spec: TaskSpec, sha: str) -> Head | None:
     return head
 
 
-def _base_data(head: Head | None) -> _Data:
+def _base_data(head: Head | None, reads_words: bool) -> _Data:
     if head is None or head.examples is None:
-        return _Data(np.zeros((0, 384), np.float32), [], np.zeros(0, np.int64), [], [])
+        return _Data(np.zeros((0, 384), np.float32), [], np.zeros(0, np.int64), [], [], [] if reads_words else None)
     base = head.examples.base
+    words = [base.lex.row(i) for i in range(len(base))] if reads_words and base.lex is not None else None
     return _Data(base.x, [head.labels[i] for i in base.y], base.origin, [f"base:{i}" for i in range(len(base))],
-                 [None] * len(base))
+                 [None] * len(base), words)
 
 
 def _kept_examples(rows: Sequence[StoredExample], spec: TaskSpec, audit_path: str | Path | None,
-                   identity: str) -> tuple[list[tuple[StoredExample, str]], dict[str, int]]:
+                   identity: str, reads_words: bool = False) -> tuple[list[tuple[StoredExample, str]], dict[str, int]]:
     """(example, label) pairs a head can train on, oldest first, and counts of the rest."""
     reviewed: dict[str, str] = {}
     if _audit_exists(audit_path):
@@ -270,6 +289,9 @@ def _kept_examples(rows: Sequence[StoredExample], spec: TaskSpec, audit_path: st
         usable = (e.embedding is not None and e.embedding_identity == identity) or e.text is not None
         if not usable:
             counts["other_encoder"] += 1  # another encoder's vector and no text to re-embed
+            continue
+        if reads_words and e.words is None and e.text is None:
+            counts["no_words"] += 1  # the head reads words, and neither they nor the text were kept
             continue
         out.append((e, label))
     counts["usable"] = len(out)
@@ -312,7 +334,8 @@ def _concat(base: _Data, kept: Sequence[tuple[StoredExample, str]]) -> _Data:
     x = np.vstack([base.x, np.stack([e.embedding for e, _ in kept]).astype(np.float32)])
     return _Data(x, base.labels + [lbl for _, lbl in kept],
                  np.concatenate([base.origin, np.ones(len(kept), np.int64)]),
-                 base.ids + [e.decision_id for e, _ in kept], base.hard_stop + [e.hard_stop for e, _ in kept])
+                 base.ids + [e.decision_id for e, _ in kept], base.hard_stop + [e.hard_stop for e, _ in kept],
+                 None if base.words is None else base.words + [e.words or {} for e, _ in kept])
 
 
 # ---------------------------------------------------------------------- evaluating
@@ -350,13 +373,13 @@ def _head_floor(spec: TaskSpec, fit: Any, y: np.ndarray, keep: np.ndarray, train
 
 
 def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.ndarray, keep: np.ndarray,
-              train: _Data, held_x: np.ndarray, held_gold: list[str], held_stop: list[str | None],
-              held_ids: list[str], learn: LearnSpec) -> dict[str, Any]:
+              train: _Data, held_x: np.ndarray, held_words: list[Mapping[int, float]] | None, held_gold: list[str],
+              held_stop: list[str | None], held_ids: list[str], learn: LearnSpec) -> dict[str, Any]:
     from smallfirst.calibration import choose_threshold, clopper_pearson_upper
     from smallfirst.evals import build_report, check_kill_switch
 
     kill = check_kill_switch(policy, spec.name, "smallfirst learn: kill switch probe")
-    held = _cases_from_head(candidate, spec, held_x, held_gold, held_stop, held_ids)
+    held = _cases_from_head(candidate, spec, held_x, held_words, held_gold, held_stop, held_ids)
     base_sel = train.origin[keep] == 0
     ids = [i for i, k in zip(train.ids, keep) if k]
     base = _cases(spec, candidate.labels, fit.probs[base_sel].argmax(axis=1), fit.confidence[base_sel],
@@ -401,9 +424,9 @@ def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.n
     }
 
 
-def _cases_from_head(head: Head, spec: TaskSpec, x: np.ndarray, gold: list[str], hard_stop: list[str | None],
-                     ids: list[str]) -> list[Any]:
-    probs = head.probabilities(x)
+def _cases_from_head(head: Head, spec: TaskSpec, x: np.ndarray, words: list[Mapping[int, float]] | None,
+                     gold: list[str], hard_stop: list[str | None], ids: list[str]) -> list[Any]:
+    probs = head.probabilities(x, words if head.reads_words else None)
     raw = probs.max(axis=1)
     conf = head.calibrator.apply(raw)
     novel = head.similarity(x) < head.novelty.threshold

@@ -105,6 +105,10 @@ class LearnCapture:
     embedding_identity: str | None = None
     # Computes (embedding, identity) when the local model did not; runs on the writer thread.
     embed: Callable[[], tuple[np.ndarray, str] | None] | None = field(default=None, repr=False)
+    # The input's hashed word counts (lexical.py), for heads that read words; computed on the
+    # writer thread when the local model did not.
+    words: Mapping[int, float] | None = field(default=None, repr=False)
+    count_words: Callable[[], Mapping[int, float]] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,13 @@ class StoredExample:
     embedding_identity: str | None
     embedding: np.ndarray | None
     text: str | None
+    words: dict[int, float] | None = None
 
 
 # ---------------------------------------------------------------------- the store
 
 _COLUMNS = ("decision_id", "task_type", "ts", "expires", "label", "source", "frontier_model", "frontier_answer_sha256",
-            "reason", "hard_stop", "local_label", "input_sha256", "embedding_identity", "embedding", "text")
+            "reason", "hard_stop", "local_label", "input_sha256", "embedding_identity", "embedding", "text", "words")
 # Idempotent by decision id, as the audit: a batch retried after a lost commit answer, or a spill
 # file replayed twice, never keeps an example twice.
 _INSERT = (f"INSERT INTO learn_examples ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -194,9 +199,9 @@ class LearnStore:
     def examples(self, task_type: str) -> list[StoredExample]:
         rows = self._tx(lambda conn: conn.execute(
             "SELECT decision_id, task_type, ts, label, source, reason, hard_stop, local_label, input_sha256,"
-            " embedding_identity, embedding, text FROM learn_examples WHERE task_type = ? ORDER BY ts, decision_id",
-            (task_type,)).fetchall())
-        return [StoredExample(*r[:10], _vector(r[10]), r[11]) for r in rows]
+            " embedding_identity, embedding, text, words FROM learn_examples WHERE task_type = ?"
+            " ORDER BY ts, decision_id", (task_type,)).fetchall())
+        return [StoredExample(*r[:10], _vector(r[10]), r[11], _words(r[12])) for r in rows]
 
     def counts(self, task_type: str) -> dict[str, Any]:
         def go(conn: Any) -> dict[str, Any]:
@@ -258,6 +263,10 @@ def _sql_value(v: Any) -> Any:
 
 def _vector(blob: bytes | memoryview | None) -> np.ndarray | None:
     return None if blob is None else np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32)
+
+
+def _words(text: str | None) -> dict[int, float] | None:
+    return None if text is None else {int(k): float(v) for k, v in json.loads(text).items()}
 
 
 # ---------------------------------------------------------------------- the writer
@@ -422,6 +431,12 @@ class LearnLog:
                 got = None
             if got is not None:
                 vec, identity = got
+        words = cap.words
+        if words is None and cap.count_words is not None:
+            try:
+                words = cap.count_words()
+            except Exception as exc:  # kept without them; a head that reads words cannot use it
+                log.warning("learn: could not count the words of decision %s: %s", cap.decision_id, exc)
         state = "kept" if label is not None else "invalid_label"
         if label is not None and vec is None and not cap.keep_inputs:
             state = "no_embedding"  # nothing a head could be trained on; still counted and stored
@@ -443,6 +458,8 @@ class LearnLog:
             "embedding_identity": identity if vec is not None else None,
             "embedding": None if vec is None else np.asarray(vec, dtype=np.float32),
             "text": masked if cap.keep_inputs else None,
+            "words": None if words is None else json.dumps({str(k): round(float(v), 4) for k, v in words.items()},
+                                                           separators=(",", ":")),
         }
         cap.text = ""  # the raw input leaves memory with the capture
         return row

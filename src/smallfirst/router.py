@@ -629,6 +629,7 @@ class Router:
                 keep_inputs=spec.learn.keep_inputs, retention_days=spec.learn.retention_days, text=d.text,
                 embedding=extra.get("embedding"), embedding_identity=extra.get("embedding_identity"),
                 embed=functools.partial(self._embedding_for_learning, d.text, spec),
+                words=extra.get("words"), count_words=functools.partial(_word_counts, d.text, spec),
             ))
         except Exception:
             log.exception("learn: could not keep decision %s", d.decision_id)
@@ -695,6 +696,13 @@ def _local_input(text: str, spec: TaskSpec) -> str:
     from smallfirst.logtext import compress_log
 
     return compress_log(text, LOCAL_INPUT_BUDGET).text
+
+
+def _word_counts(text: str, spec: TaskSpec) -> dict[int, float]:
+    """The hashed words a head that reads words sees for `text` (lexical.py)."""
+    from smallfirst.lexical import bucket_counts
+
+    return bucket_counts(_local_input(text, spec))
 
 
 def _candidate_columns(c: CandidateRun | None) -> dict[str, Any]:

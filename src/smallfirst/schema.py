@@ -101,6 +101,7 @@ def _learn_store(conn: Any, d: Dialect) -> None:
   input_sha256 TEXT NOT NULL,
   embedding_identity TEXT,       -- encoder and window that produced the embedding
   embedding {d.sql_type('BLOB')},          -- 384 float32, little-endian
+  words TEXT,                    -- JSON object, bucket -> weight: hashed words (smallfirst.lexical), not the words
   text TEXT                      -- the masked input, only when the task keeps inputs
 )""")
     conn.execute("CREATE INDEX IF NOT EXISTS learn_examples_task_ts ON learn_examples (task_type, ts)")

@@ -508,7 +508,8 @@ class EmbeddingBackend:
 
     def _trained(self, text: str, spec: "TaskSpec", head: Head) -> LocalOutput:
         vec, tokens = embed_texts(self.encoder, [text], head.window)
-        probs = head.probabilities(vec)[0]
+        words = head.word_counts([text])
+        probs = head.probabilities(vec, words)[0]
         similarity = float(head.similarity(vec)[0])
         top = int(np.argmax(probs))
         label = head.labels[top]
@@ -535,5 +536,6 @@ class EmbeddingBackend:
                 # For smallfirst.learn: an escalated input's embedding is kept without computing it again.
                 "embedding": vec[0],
                 "embedding_identity": embedding_identity(self.encoder.sha256, head.window),
+                **({"words": words[0]} if words is not None else {}),
             },
         )
