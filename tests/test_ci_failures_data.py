@@ -288,3 +288,12 @@ def test_the_overlap_check_finds_an_evaluation_log_pasted_into_a_row():
     log = _jsonl(LOGCHUNKS)[5]["text"]
     pasted = "some preamble\n" + "\n".join(log.split("\n")[-40:]) + "\nexit 1"
     assert _windows(pasted) & _windows(log)
+
+
+def test_the_tune_and_report_halves_split_logchunks_by_repository():
+    tune, report = build_eval.build(LOGCHUNKS, half="tune"), build_eval.build(LOGCHUNKS, half="report")
+    everything = build_eval.build(LOGCHUNKS)
+    assert sorted(r["id"] for r in tune + report) == sorted(r["id"] for r in everything)
+    repo = {r["id"]: r["repo"] for r in _jsonl(LOGCHUNKS)}
+    assert not {repo[r["id"]] for r in tune} & {repo[r["id"]] for r in report}
+    assert abs(len(tune) - len(report)) < len(everything) // 4

@@ -95,3 +95,36 @@ def test_eval_command_on_the_demo_logs_with_the_bundled_model_passes_the_gate(tm
     report = json.loads(out.read_text())
     assert rc == 0 and report["gate"]["passed"] and report["n"] == 21
     assert (tmp_path / "a.db").exists()
+
+
+def test_breakdown_by_a_data_field_counts_local_answers_and_their_accuracy_per_group(tmp_path):
+    from smallfirst.evals import breakdown, format_breakdown
+
+    policy = parse_policy(MINIMAL_POLICY)
+    spec = policy.tasks["classify_issue"]
+    rows = [{"id": "py1", "text": ROUTINE, "label": "build", "ecosystem": "python"},
+            {"id": "py2", "text": ROUTINE, "label": "test", "ecosystem": "python"},
+            {"id": "go1", "text": ROUTINE, "label": "build", "ecosystem": "go"},
+            {"id": "x", "text": ROUTINE, "label": "build"}]
+    router = Router(policy, backends={"local_classifier": StubLocal(label="build", confidence=0.95)})
+    results = run_eval(router, "classify_issue", read_cases(_write(tmp_path, rows), spec.labels))
+    router.close()
+    groups = breakdown(results, {r["id"]: r.get("ecosystem") for r in rows})
+    assert [(g["group"], g["n"], g["accepted"], g["accuracy_accepted"], g["false_accepts"]) for g in groups] == [
+        ("python", 2, 2, 0.5, 1), ("-", 1, 1, 1.0, 0), ("go", 1, 1, 1.0, 0)]
+    table = format_breakdown("ecosystem", groups)
+    assert table.splitlines()[-1].split()[:4] == ["total", "4", "4", "(100.0%)"]
+    assert "3/4 (75.0%)" in table.splitlines()[-1]
+
+
+def test_eval_by_field_adds_the_breakdown_to_the_report(tmp_path, capsys):
+    from smallfirst.evals import breakdown
+
+    rows = [{"id": "a", "text": ROUTINE, "label": "build", "ecosystem": "rust"}]
+    data = _write(tmp_path, rows)
+    out = tmp_path / "r.json"
+    cli.main(["eval", "--task", "classify_issue", "--data", str(data), "--by", "ecosystem", "--report", str(out)])
+    report = json.loads(out.read_text())
+    assert report["by"]["field"] == "ecosystem" and [g["group"] for g in report["by"]["groups"]] == ["rust"]
+    assert "by ecosystem:" in capsys.readouterr().out
+    assert breakdown([], {}) == []

@@ -25,7 +25,11 @@ def test_published_example_policy_loads_with_its_thresholds(write_policy):
 def test_bundled_default_policy_embodies_the_published_example():
     policy = load_policy(None)
     task = policy.tasks["classify_issue"]
-    assert task.min_confidence == 0.72
+    # The published six labels plus issue 8's lint and infrastructure; the threshold departs from
+    # the published 0.72 on purpose (policy.yaml: chosen on LogChunks' tune half for >= 95%).
+    assert task.labels[:3] == ["build", "test", "dependency"]
+    assert set(task.labels) == {"build", "test", "dependency", "lint", "infrastructure", "security", "access", "unknown"}
+    assert task.min_confidence == 0.97
     assert set(task.escalate_labels) == {"security", "access", "unknown"}
     assert not policy.tasks["security_review"].local
     assert not policy.tasks["propose_code_change"].local

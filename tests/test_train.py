@@ -348,4 +348,43 @@ def test_bundled_head_keeps_a_maven_compile_failure_local():
     assert not out.novel, out.extra
     assert out.label == "build"
     assert out.confidence >= task.min_confidence
-    assert set(out.scores) == set(task.labels) and out.scores["security"] == 0.0
+    assert set(out.scores) == set(task.labels) and sum(out.scores.values()) == pytest.approx(1.0)
+    assert out.scores["security"] < 0.01
+
+
+OTHER_ECOSYSTEMS = Path(__file__).parent / "data" / "ci_failures_other_ecosystems.jsonl"
+
+
+@pytest.mark.slow
+def test_bundled_policy_keeps_routine_failures_of_other_ecosystems_local_with_their_label(tmp_path):
+    """Issue 8's first complaint: a pytest failure, a gcc -Werror error, a pip resolver conflict and
+    a JUnit assertion all escalated as hard_stop_novel. Written here by hand, not drawn from the
+    training data: each must now be answered locally with its label."""
+    from smallfirst.audit import AuditLog
+    from smallfirst.router import Router
+    from smallfirst.tasks import Task
+
+    policy = load_policy()
+    audit = AuditLog.open(tmp_path / "a.db")
+    router = Router(policy, audit=audit)
+    try:
+        for line in OTHER_ECOSYSTEMS.read_text(encoding="utf-8").splitlines():
+            case = json.loads(line)
+            r = router.route(Task(input=case["text"], task_type="classify_issue", task_id=case["id"]))
+            assert (r.route, r.label, r.reason) == ("local", case["label"], None), (case["id"], r.reason, r.label)
+    finally:
+        router.close()
+        audit.close()
+
+
+@pytest.mark.slow
+def test_a_head_records_which_training_texts_the_hard_stops_stop(tmp_path):
+    """learn's release gate scores the head's own training data as the router would: a text the
+    hard stops stop escalates, whatever the model says of it."""
+    rows = _synthetic_rows(per_label=6)
+    rows[0]["text"] += "\nremote: Invalid username or password.\nfatal: Authentication failed for 'https://github.com/acme/shop.git/'"
+    out = tmp_path / "h.json"
+    train_head(_policy().tasks["triage"], _write_jsonl(tmp_path / "t.jsonl", rows), out, label_map=UPPER, folds=3,
+               command="pytest")
+    stops = load_head(out).examples.hard_stops()
+    assert stops[0] == "access" and stops[1:] == [None] * (len(rows) - 1)

@@ -301,11 +301,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     command = "smallfirst " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("smallfirst") else None
     try:
         from smallfirst.backends.embedding import Window
+        from smallfirst.hardstops import HardStops
 
         report = train_head(
             spec, [Path(d) for d in args.data], out, label_map=label_map, folds=args.folds,
             exclude_ids=exclude, command=command, window=Window(args.window),
             words=None if args.features == "auto" else args.features == "words",
+            hard_stops=HardStops.from_policy(policy),
         )
     except DataError as exc:
         print(f"smallfirst: {exc}", file=sys.stderr)

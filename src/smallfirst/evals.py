@@ -262,6 +262,44 @@ def build_report(results: Sequence[CaseResult], spec: TaskSpec, kill_switch: tup
     }
 
 
+def breakdown(results: Sequence[CaseResult], group_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Per group of cases (`group_of`: case id -> a field of its data row, e.g. its ecosystem):
+    how many, how many answered locally, how many of those right, false accepts, and cases that
+    had to escalate but did not. Groups by size, then name; cases without the field are "-"."""
+    groups: dict[str, list[CaseResult]] = {}
+    for r in results:
+        groups.setdefault(str(group_of.get(r.case.id) or "-"), []).append(r)
+    rows = []
+    for name, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        acc = [r for r in rs if r.accepted]
+        right = sum(1 for r in acc if r.label_correct)
+        rows.append({"group": name, "n": len(rs), "accepted": len(acc), "local_rate": _rate(len(acc), len(rs)),
+                     "accuracy_accepted": _rate(right, len(acc)), "false_accepts": sum(1 for r in rs if r.false_accept),
+                     "must_escalate_accepted": sum(1 for r in acc if r.case.escalates)})
+    return rows
+
+
+def format_breakdown(field: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    width = max([len(field), 5, *(len(r["group"]) for r in rows)])
+    lines = [f"  {field:<{width}} {'n':>5} {'local':>13} {'accuracy on local':>18} {'false accepts':>14} {'must-escalate accepted':>23}"]
+    total = {"group": "total", "n": 0, "accepted": 0, "right": 0, "false_accepts": 0, "must_escalate_accepted": 0}
+    for r in rows:
+        right = round((r["accuracy_accepted"] or 0) * r["accepted"])
+        for k in ("n", "accepted", "false_accepts", "must_escalate_accepted"):
+            total[k] += r[k]
+        total["right"] += right
+        lines.append(_breakdown_line(width, r["group"], r["n"], r["accepted"], right, r["false_accepts"], r["must_escalate_accepted"]))
+    lines.append(_breakdown_line(width, "total", total["n"], total["accepted"], total["right"], total["false_accepts"],
+                                 total["must_escalate_accepted"]))
+    return "\n".join(lines)
+
+
+def _breakdown_line(width: int, name: str, n: int, accepted: int, right: int, false_accepts: int, must: int) -> str:
+    local = f"{accepted} ({_fmt(_rate(accepted, n))})"
+    accuracy = f"{right}/{accepted} ({_fmt(_rate(right, accepted))})" if accepted else "-"
+    return f"  {name:<{width}} {n:>5} {local:>13} {accuracy:>18} {false_accepts:>14} {must:>23}"
+
+
 def _gate_check(name: str, bar: str, value: Any, passed: bool | None) -> dict[str, Any]:
     # passed None: the bar does not apply to this task (e.g. JSON validity for a classifier).
     return {"name": name, "bar": bar, "value": value, "passed": passed}

@@ -30,6 +30,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     sp.add_argument("--html", help="write an HTML report here (reliability diagram as inline SVG)")
     sp.add_argument("--limit", type=int, help="only the first N cases")
     sp.add_argument("--group", default="default", help="user group the cases are routed as")
+    sp.add_argument("--by", metavar="FIELD", help="also break the numbers down by this field of the data rows (e.g. ecosystem)")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("calibrate", help="fit a calibrator and a threshold with a false-accept bound")
@@ -96,7 +97,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             audit.close()
     report = build_report(results, spec, check_kill_switch(policy, args.task, cases[0].text))
     report["data"] = {"file": args.data, "label_map": args.label_map, "policy": policy.source, "policy_version": policy.version_tag}
+    if args.by:
+        from smallfirst.evals import breakdown, format_breakdown
+        from smallfirst.jsonl import read_jsonl
+
+        group_of = {str(row.get("id")): row.get(args.by) for _, row in read_jsonl(Path(args.data), EvalDataError, "evaluation data")}
+        report["by"] = {"field": args.by, "groups": breakdown(results, group_of)}
     print(format_text(report))
+    if args.by:
+        print(f"  by {args.by}:\n" + format_breakdown(args.by, report["by"]["groups"]))
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.html:

@@ -189,7 +189,11 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     fit = fit_head(train.x[keep], y, labels, task=task, embedding_sha256=sha, window=window,
                    origin=train.origin[keep], folds=folds, seed=seed, words=words)
     floor = _head_floor(spec, fit, y, keep, train, learn)
-    candidate = replace(fit.head, min_confidence=floor["threshold"])
+    from smallfirst.heads import STOPS
+
+    assert fit.head.examples is not None
+    stops = np.array([STOPS.index(s or "") for s, k in zip(train.hard_stop, keep) if k], dtype=np.int64)
+    candidate = replace(fit.head, min_confidence=floor["threshold"], examples=replace(fit.head.examples, stop=stops))
     report["head_min_confidence"] = floor
 
     held_x = np.stack([e.embedding for e, _ in held]).astype(np.float32)
@@ -263,7 +267,7 @@ def _base_data(head: Head | None, reads_words: bool) -> _Data:
     base = head.examples.base
     words = [base.lex.row(i) for i in range(len(base))] if reads_words and base.lex is not None else None
     return _Data(base.x, [head.labels[i] for i in base.y], base.origin, [f"base:{i}" for i in range(len(base))],
-                 [None] * len(base), words)
+                 base.hard_stops(), words)
 
 
 def _kept_examples(rows: Sequence[StoredExample], spec: TaskSpec, audit_path: str | Path | None,
@@ -381,11 +385,12 @@ def _evaluate(policy: Policy, spec: TaskSpec, candidate: Head, fit: Any, y: np.n
     kill = check_kill_switch(policy, spec.name, "smallfirst learn: kill switch probe")
     held = _cases_from_head(candidate, spec, held_x, held_words, held_gold, held_stop, held_ids)
     base_sel = train.origin[keep] == 0
+    kept_stops = [stop for stop, k in zip(train.hard_stop, keep) if k]  # what the hard stops said of each text
     ids = [i for i, k in zip(train.ids, keep) if k]
     base = _cases(spec, candidate.labels, fit.probs[base_sel].argmax(axis=1), fit.confidence[base_sel],
                   fit.novel[base_sel], [candidate.labels[i] for i in y[base_sel]],
-                  [None] * int(base_sel.sum()), [i for i, b in zip(ids, base_sel) if b],
-                  _thresholds(spec, candidate, fit.nearest_learned[base_sel]))
+                  [s for s, b in zip(kept_stops, base_sel) if b], [i for i, b in zip(ids, base_sel) if b],
+                  _thresholds(spec, candidate, fit.nearest_learned[base_sel]), gold_must_escalate=False)
     reports = {"held_back": build_report(held, spec, kill)}
     if base:
         reports["base_out_of_fold"] = build_report(base, spec, kill)
@@ -444,9 +449,19 @@ def _thresholds(spec: TaskSpec, head: Head, nearest_learned: np.ndarray) -> list
 
 
 def _cases(spec: TaskSpec, labels: Sequence[str], pred: np.ndarray, conf: np.ndarray, novel: np.ndarray,
-           gold: list[str], hard_stop: list[str | None], ids: list[str], threshold: Sequence[float]) -> list[Any]:
-    """Eval CaseResults for decisions made on embeddings, in the gate's order after the hard stops."""
+           gold: list[str], hard_stop: list[str | None], ids: list[str], threshold: Sequence[float],
+           gold_must_escalate: bool = True) -> list[Any]:
+    """Eval CaseResults for decisions made on embeddings, in the gate's order after the hard stops.
+
+    `gold_must_escalate`: a case whose gold label is a hard-stop category (security, access) must
+    escalate, so answering it locally is a hard-stop false accept. True for escalations kept from
+    real traffic. False for the head's own training data, where what must escalate is what the
+    hard stops stopped when the head was trained (Examples.stop): generated training rows can
+    carry such a label with its evidence cut out of the excerpt, and one of 5,000 would fail
+    every candidate's gate. Answered locally, such a case still counts as a wrong label, in the
+    accuracy check and in the false-accept bound."""
     from smallfirst.evals import CaseResult, EvalCase
+    from smallfirst.heads import STOPS
 
     out = []
     for i, case_id in enumerate(ids):
@@ -463,7 +478,10 @@ def _cases(spec: TaskSpec, labels: Sequence[str], pred: np.ndarray, conf: np.nda
             reason = None
         stopped = bool(hard_stop[i])
         out.append(CaseResult(
-            case=EvalCase(case_id, "", gold[i], must_escalate=gold[i] in spec.escalate_labels, hard_stop=hard_stop[i]),
+            # A case whose gold label is a hard-stop category (security, access) must escalate; an
+            # `unknown` one answered with a routine label is a wrong label, counted as such.
+            case=EvalCase(case_id, "", gold[i], hard_stop=hard_stop[i],
+                          must_escalate=gold_must_escalate and gold[i] in spec.escalate_labels and gold[i] in STOPS),
             accepted=reason is None, route="local" if reason is None else "frontier", reason=reason,
             label=None if stopped else label, confidence=None if stopped else float(conf[i]), latency_ms=0.0,
             local_ran=not stopped, json_valid=None, hard_stop=hard_stop[i], cost_usd=0.0, frontier_only_cost_usd=0.0,

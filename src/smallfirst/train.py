@@ -395,6 +395,7 @@ def train_head(
     command: str | None = None,
     exclude_ids: Collection[str] = (),
     words: bool | None = None,
+    hard_stops: Any = None,
 ) -> TrainReport:
     """Fit a head for `task` on JSONL examples (one file or several) and write it to `out` (JSON,
     and its .npz beside).
@@ -402,7 +403,8 @@ def train_head(
     `exclude_ids` holds cases out of training (an evaluation or demo set drawn from the same file).
     `words`: whether the head reads the text's words beside its embedding; by default a task whose
     inputs are logs (compress_input) does, since the words a tool prints carry its failure across
-    CI systems that the embedding never saw.
+    CI systems that the embedding never saw. `hard_stops` (the policy's, default the built-in
+    rules) records which training texts the router would stop, for learn's release gate.
     """
     if not task.labels:
         raise DataError(f"task {task.name!r} has no labels; a head classifies into the task's labels")
@@ -440,7 +442,13 @@ def train_head(
                    folds=folds, seed=seed, calibrator=calibrator,
                    words=Rows.of([bucket_counts(t) for t in prepared]) if reads_words else None)
     report = gate_report(fit, y, task, ids=[e.id for e in examples], out=Path(out), folds=folds, seed=seed)
-    head = replace(fit.head, cv=report.to_dict(), provenance={
+    from smallfirst.hardstops import HardStops
+    from smallfirst.heads import STOPS
+
+    stops = hard_stops if hard_stops is not None else HardStops()
+    flags = np.array([STOPS.index(m.category) if (m := stops.first(e.text)) else 0 for e in examples], dtype=np.int64)
+    assert fit.head.examples is not None
+    head = replace(fit.head, examples=replace(fit.head.examples, stop=flags), cv=report.to_dict(), provenance={
         **({"data_file": str(files[0]), "data_sha256": hashlib.sha256(files[0].read_bytes()).hexdigest()}
            if len(files) == 1 else
            {"data_files": [{"file": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest()} for f in files]}),

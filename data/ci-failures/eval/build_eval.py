@@ -9,6 +9,11 @@ redistributed); the text is joined on the fly from the shared copy beside the ch
 repository that already carries its text (same fields), e.g. failure output collected locally for
 measuring only. Each output row is {"id", "text", "label", "ecosystem", "source"}; the counts per
 ecosystem x label go to stderr so the JSONL can also be piped.
+
+`--half tune` keeps the LogChunks logs of the repositories at even positions in their sorted list
+(200 logs, 20 repositories), `--half report` the others (198, 20): choices (a threshold, a feature
+weight) are made on the tune half and numbers are reported on the report half, so no repository
+serves both.
 """
 
 from __future__ import annotations
@@ -58,15 +63,22 @@ def read_rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict]]
             yield lineno, row
 
 
-def logchunks_rows(labels_path: Path, text_path: Path) -> list[dict]:
+HALVES = ("all", "tune", "report")
+
+
+def logchunks_rows(labels_path: Path, text_path: Path, half: str = "all") -> list[dict]:
     if not text_path.is_file():
         raise EvalBuildError(f"{text_path}: LogChunks text not found (pass --logchunks PATH)")
-    texts = {row["id"]: row for _, row in read_rows(text_path, ("id", "text", "source"))}
+    texts = {row["id"]: row for _, row in read_rows(text_path, ("id", "text", "source", "repo"))}
+    repos = sorted({row["repo"] for row in texts.values()})
+    tune = {r for i, r in enumerate(repos) if i % 2 == 0}
     out = []
     for lineno, row in read_rows(labels_path, ("id", "label", "ecosystem")):
         src = texts.get(row["id"])
         if src is None:
             raise EvalBuildError(f"{labels_path}:{lineno}: id {row['id']!r} is not in {text_path}")
+        if half != "all" and (src["repo"] in tune) != (half == "tune"):
+            continue
         out.append({"id": row["id"], "text": src["text"], "label": row["label"], "ecosystem": row["ecosystem"], "source": src["source"]})
     return out
 
@@ -75,8 +87,9 @@ def extra_rows(path: Path) -> list[dict]:
     return [{k: row[k] for k in FIELDS} for _, row in read_rows(path, FIELDS)]
 
 
-def build(logchunks: Path = DEFAULT_LOGCHUNKS, extra: Iterable[Path] = (), labels: Path = LOGCHUNKS_LABELS) -> list[dict]:
-    rows = logchunks_rows(labels, logchunks)
+def build(logchunks: Path = DEFAULT_LOGCHUNKS, extra: Iterable[Path] = (), labels: Path = LOGCHUNKS_LABELS,
+          half: str = "all") -> list[dict]:
+    rows = logchunks_rows(labels, logchunks, half)
     for path in extra:
         rows += extra_rows(path)
     seen: set[str] = set()
@@ -105,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="JSONL to write ('-' for stdout)")
     ap.add_argument("--logchunks", type=Path, default=DEFAULT_LOGCHUNKS, help="logchunks_dev.jsonl with the text")
     ap.add_argument("--extra", type=Path, action="append", default=[], help="another evaluation JSONL with text (repeatable)")
+    ap.add_argument("--half", choices=HALVES, default="all",
+                    help="LogChunks' tune half (choices are made on it) or report half (numbers are reported on it)")
     args = ap.parse_args(argv)
     try:
-        rows = build(args.logchunks, args.extra)
+        rows = build(args.logchunks, args.extra, half=args.half)
     except EvalBuildError as exc:
         print(f"build_eval: {exc}", file=sys.stderr)
         return 2
