@@ -309,15 +309,20 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     migrate(conn)
 
 
+_JSON_AT = tuple(i for i, n in enumerate(_NAMES) if n in _JSON_COLUMNS)
+_INTEGER_AT = tuple(i for i, (_, kind) in enumerate(COLUMNS) if kind.startswith("INTEGER"))
+# One encoder for every row: json.dumps builds a new one per call when given any option.
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _encode(row: dict[str, Any]) -> tuple[Any, ...]:
-    out = []
-    for n in _NAMES:
-        v = row.get(n)  # .get: a spill file written before a column existed replays with NULL there
-        if n in _JSON_COLUMNS and v is not None:
-            v = json.dumps(v, separators=(",", ":"))
-        elif isinstance(v, bool):
-            v = int(v)  # an INTEGER column; PostgreSQL, unlike SQLite, does not take a boolean there
-        out.append(v)
+    out = list(map(row.get, _NAMES))  # .get: a spill file written before a column existed replays NULL there
+    for i in _JSON_AT:
+        if out[i] is not None:
+            out[i] = _to_json(out[i])
+    for i in _INTEGER_AT:
+        if out[i].__class__ is bool:
+            out[i] = int(out[i])  # PostgreSQL, unlike SQLite, takes no boolean in an INTEGER column
     return tuple(out)
 
 
