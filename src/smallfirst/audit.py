@@ -473,6 +473,11 @@ class AuditLog:
     def target(self) -> str | None:
         return getattr(self.sink, "target", None)
 
+    @property
+    def failing(self) -> bool:
+        """The store refused the last write; records wait in memory or in the spill file."""
+        return self._failing_since is not None
+
     def submit(self, record: AuditRecord) -> None:
         if self._closed:
             raise RuntimeError("audit log is closed")
