@@ -441,7 +441,7 @@ class AuditLog:
         self.spill_path = Path(spill_path) if spill_path else None
         self._spill_file = SpillFile(self.spill_path) if self.spill_path else None
         self.stats = AuditStats()
-        self._q: queue.Queue[AuditRecord | None] = queue.Queue()
+        self._q: queue.SimpleQueue[AuditRecord | None] = queue.SimpleQueue()  # C, no Python-level locks
         self._pending: list[dict[str, Any]] = []  # rows that failed to write, retried first
         self._failing_since: float | None = None
         self._next_attempt = 0.0
