@@ -21,7 +21,7 @@ burst then hits every row alike. CPU ms/request is the server process's own user
 its threads: the audit writer's too) over the requests it answered.
 
     pip install starlette 'uvicorn[standard]'   # the bare passthrough (httptools + uvloop); not smallfirst's
-    python bench/proxy.py [--duration 3] [--rounds 3] [--baseline-src DIR]
+    python bench/proxy.py [--duration 3] [--rounds 3] [--baseline-src DIR] [--no-litellm]
 
 --baseline-src adds the two smallfirst rows once more, served from another checkout's src/ (say
 `git archive main src | tar -x -C /tmp/main`): a change's before and after, in one run.
@@ -316,6 +316,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measurements per row and concurrency; medians reported")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto")
     ap.add_argument("--litellm", help="the litellm executable (default: /tmp/litellm-venv/bin/litellm, else PATH)")
+    ap.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row even when it is installed")
     ap.add_argument("--baseline-src", metavar="DIR",
                     help="also run the smallfirst rows from another checkout's src/ (before/after in one run)")
     ap.add_argument("--role", help=argparse.SUPPRESS)
@@ -380,8 +381,10 @@ def main() -> None:
                 targets.append(Target("baseline frontier", b_url, {**plain, "model": "smallfirst/propose_code_change"},
                                       b.pid))
             lite_port = free_port()
-            cmd = litellm_command(lite_port, upstream, workdir, args.litellm)
-            if cmd is None:
+            cmd = None if args.no_litellm else litellm_command(lite_port, upstream, workdir, args.litellm)
+            if args.no_litellm:
+                print("litellm: row skipped (--no-litellm)")
+            elif cmd is None:
                 print("litellm: not installed, row skipped (see the docstring for the command)")
             else:
                 _, proc = start(cmd, lite_port, env=litellm_env(), timeout=180)

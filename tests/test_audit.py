@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -104,6 +105,33 @@ def test_store_outage_is_retried_without_losing_records(tmp_path):
     log.close()
     assert sink.attempts > 3 and log.stats.write_errors == 3
     assert len(read_recent(db, limit=100)) == 50
+
+
+class HeldSink(SQLiteSink):
+    """A SQLite sink whose first write waits until the test lets it go."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def write_batch(self, rows):
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().write_batch(rows)
+
+
+def test_full_batches_waiting_in_the_queue_are_written_without_the_flush_interval(tmp_path):
+    sink = HeldSink(tmp_path / "audit.db")
+    log = AuditLog(sink, batch_size=10, flush_interval_s=0.001)
+    log.submit(record(0))
+    assert sink.entered.wait(10)  # the writer is busy with the first record
+    log.flush_interval_s = 60.0  # a writer that slept this long per batch would fail the flush below
+    for i in range(1, 21):
+        log.submit(record(i))
+    sink.release.set()
+    assert log.flush(timeout=10)
+    assert log.stats.written == 21
+    log.close()
 
 
 def test_unreachable_store_spills_records_to_a_file_and_replays_them(tmp_path):

@@ -681,6 +681,21 @@ def test_openapi_document_names_every_endpoint(anthropic_frontier):
 
 
 @pytest.mark.slow
+def test_a_served_process_freezes_what_startup_built_and_collects_young_objects_less_often():
+    import gc
+
+    from smallfirst.server.app import GC_THRESHOLD, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 1000  # modules, the policy, the hard-stop rules
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:]) and GC_THRESHOLD > before[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def test_smallfirst_serve_starts_loads_models_in_the_background_and_stops_cleanly(tmp_path):
     import signal
     import subprocess

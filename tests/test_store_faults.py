@@ -62,3 +62,30 @@ def test_postgresql_stopped_mid_load_loses_and_duplicates_no_decision(mode, pg_s
         assert not (tmp_path / "spill.jsonl").exists()
     finally:
         srv.stop()
+
+
+def test_dashboard_answers_503_while_postgresql_is_down_and_routing_goes_on(pg_server, pg_url, tmp_path):
+    audit = AuditLog.open(pg_url, spill_path=tmp_path / "spill.jsonl", spill_after_s=0.3, flush_interval_s=0.01)
+    srv = ServerThread(server_policy(), audit=audit, backends=stub_backends(), admin_token="admin-t")
+    try:
+        answered = load(srv, 8)
+        assert [s for s, _ in answered] == [200] * 8
+        assert srv.get("/dashboard/api/summary")[2]["total"]["decisions"] == 8
+        pg_server.stop("fast")
+        try:
+            status, headers, body = srv.get("/dashboard/api/summary")
+            assert status == 503 and headers["content-type"].startswith("application/json") and headers["retry-after"]
+            assert "audit store" in body["error"] and "unreachable" in body["error"] and "routing" in body["error"]
+            status, headers, page = srv.get("/dashboard")
+            assert status == 503 and headers["content-type"].startswith("text/html")
+            assert "audit store" in page and "unreachable" in page
+            status, _, body = srv.post("/dashboard/review", {"decision_id": answered[0][1], "label": "accept"},
+                                       {"authorization": "Bearer admin-t"})
+            assert status == 503 and "unreachable" in body["error"]  # the review is not taken, and says why
+            assert [s for s, _ in load(srv, 8)] == [200] * 8  # routing goes on; decisions wait or spill
+        finally:
+            pg_server.start()
+        eventually(lambda: srv.get("/dashboard/api/summary")[0] == 200, timeout=30)
+        eventually(lambda: srv.get("/dashboard/api/summary")[2]["total"]["decisions"] == 16, timeout=30)
+    finally:
+        srv.stop()

@@ -147,6 +147,16 @@ def psycopg_module() -> Any:
     return psycopg
 
 
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """The failures that mean the store cannot be reached now (server down, restarting, network,
+    no pooled connection in time), not that a query is wrong: PostgreSQL's only."""
+    try:
+        import psycopg
+    except ImportError:
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)  # the pool's PoolTimeout is an OperationalError
+
+
 def connect_postgres(url: str, *, autocommit: bool = False) -> "PgConnection":
     """One connection of its own, outside any pool (the audit writer thread holds one)."""
     psycopg = psycopg_module()

@@ -28,6 +28,8 @@ MAX_BACKOFF_S = 8.0
 # than escalating, so the wait is capped and the attempt budget still applies.
 MAX_RETRY_AFTER_S = 20.0
 _ERROR_TEXT_CHARS = 300
+# One encoder for every request body: json.dumps builds a new one per call when given an option.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class HTTPBackendError(BackendError):
@@ -235,7 +237,7 @@ async def post_json_raw(
     backoff_s: float = DEFAULT_BACKOFF_S,
 ) -> tuple[dict[str, Any], bytes]:
     """post_json, and the answer's bytes as they came, for a proxy to pass on without re-encoding."""
-    data = json.dumps(body, ensure_ascii=False).encode()
+    data = _to_json(body).encode()
     hdrs = {"content-type": "application/json", **headers}
     timeout = _timeout(timeout_s)
     server = server_label(url)
@@ -288,7 +290,7 @@ async def post_sse(
     the caller has already seen part of the answer. `timeout_s` bounds connecting and each wait
     for the next bytes, not the whole stream, which may legitimately run for minutes.
     """
-    data = json.dumps(body, ensure_ascii=False).encode()
+    data = _to_json(body).encode()
     hdrs = {"content-type": "application/json", "accept": "text/event-stream", **headers}
     timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     server = server_label(url)

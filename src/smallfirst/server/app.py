@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ AUTO = "auto"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _STARTED = int(time.time())
 SWITCH_INTERVAL_S = 0.001
+GC_THRESHOLD = 10_000  # allocations between young-generation collections
 
 SERVICE: web.AppKey["Service"] = web.AppKey("smallfirst_service")
 _UNSEEN = object()
@@ -508,9 +510,22 @@ def serve(policy_path: str | None, audit_path: str | None, host: str = "127.0.0.
 
 
 def run(app: web.Application, host: str, port: int) -> None:
-    """Serve `app` until interrupted, tuned for latency."""
+    """Serve `app` until interrupted, tuned for latency and CPU per request."""
     # The audit writer thread holds the GIL while it turns a batch into rows; at Python's default
     # 5 ms switch interval a request waits that long behind it. 1 ms cut p99 at concurrency 1
     # from ~20 ms to ~5 ms in bench/proxy.py, at no cost in throughput.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    tune_gc()
     web.run_app(app, host=host, port=port, access_log=None, print=None, handle_signals=True)
+
+
+def tune_gc() -> None:
+    """The cyclic garbage collector, set for a long-running server. What the process has built
+    by now (modules, policy, hard-stop rules) lives as long as it does: frozen, it is never walked
+    again. And a server keeps every in-flight request's objects young, so at the default
+    threshold (700 allocations) each collection walked and promoted them all over again. Both
+    together: a sixth less CPU per request and a fifth more requests a second on the forwarding
+    path at concurrency 32 (bench/proxy.py's servers, 16 alternating rounds)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])

@@ -10,14 +10,16 @@ Who may read and change what is access.py's: reads are open on loopback and need
 it; the kill switch (posted to /admin/kill-switch) and reviews need the admin token, as a bearer
 header or a login session with its CSRF token, from this page's origin. Every review, login and
 refusal is written to admin_events. An audit store that does not exist yet (a fresh `serve
---audit NEW.db` before its first decision) shows an empty dashboard. All numbers come from
-smallfirst.dashboard (SQL over the audit store).
+--audit NEW.db` before its first decision) shows an empty dashboard; one that cannot be reached
+(PostgreSQL down or restarting) is answered 503 with what failed, while the service keeps
+routing. All numbers come from smallfirst.dashboard (SQL over the audit store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -32,13 +34,20 @@ from smallfirst.audit import ensure_schema
 from smallfirst.review import REVIEW_LABELS
 from smallfirst.server.access import CSRF_HEADER, Access, OperatedService, cross_site
 from smallfirst.server.admin import record_admin_event, refusal_response
+from smallfirst.store import describe, unreachable_errors
 
+log = logging.getLogger("smallfirst.dashboard")
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # One colour per FallbackReason (stable across pages), readable on white.
 _PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
             "#9c755f", "#bab0ac", "#1b9e77", "#7570b3")
 _W, _H = 560, 200  # every chart has this fixed size, so the page never reflows as it loads
+RETRY_AFTER_S = 5
+
+
+class StoreUnreachable(Exception):
+    """The audit store cannot be reached now; answered 503, and the service goes on routing."""
 
 
 class Dashboard:
@@ -52,9 +61,10 @@ class Dashboard:
     async def _query(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         if self.audit_path is None:
             raise web.HTTPNotFound(text="the dashboard needs an audit store (serve with --audit)")
-        if self.service is not None and self.service.audit is not None:
+        audit = self.service.audit if self.service is not None else None
+        if audit is not None and not audit.failing:
             # What the router has submitted is on disk before we count it, so the page agrees with /metrics.
-            await asyncio.to_thread(self.service.audit.flush, 5.0)
+            await asyncio.to_thread(audit.flush, 5.0)
 
         def run() -> T:
             try:
@@ -73,7 +83,13 @@ class Dashboard:
                 return fn(conn)
             finally:
                 conn.close()
-        return await asyncio.to_thread(run)
+        try:
+            return await asyncio.to_thread(run)
+        except unreachable_errors() as exc:
+            raise StoreUnreachable(
+                f"the audit store {describe(self.audit_path)} is unreachable ({type(exc).__name__}: "
+                f"{str(exc).strip()}); the service goes on routing and keeps its decisions (in memory, "
+                "then in its spill file) until the store is back") from exc
 
     # ------------------------------------------------------------------ who may read
 
@@ -91,7 +107,15 @@ class Dashboard:
                     return _see_other(f"/dashboard/login?next={quote(request.path_qs, safe='')}")
                 return _error(401, "a token is required: Authorization: Bearer <read or admin token>",
                               {"www-authenticate": 'Bearer realm="smallfirst-dashboard"'})
-            return await handler(request)
+            try:
+                return await handler(request)
+            except StoreUnreachable as exc:
+                retry = {"retry-after": str(RETRY_AFTER_S)}
+                if page:
+                    resp = _page("smallfirst", f'<p class="alarm" role="alert">{escape(str(exc))}</p>', status=503)
+                    resp.headers.update(retry)
+                    return resp
+                return _error(503, str(exc), retry)
         return guarded
 
     # ------------------------------------------------------------------ login
@@ -153,8 +177,13 @@ class Dashboard:
     async def _record(self, event: dict[str, Any]) -> None:
         if self.service is not None:
             event["policy_before"] = event["policy_after"] = self.service.router.policy.version_tag
-        if self.audit_path is not None:
+        if self.audit_path is None:
+            return
+        try:
             await asyncio.to_thread(record_admin_event, self.audit_path, event)
+        except unreachable_errors() as exc:
+            # As for admin calls: what was asked stands or failed on its own; say so loudly.
+            log.error("dashboard event could not be written to %s: %s: %s", describe(self.audit_path), exc, event)
 
     async def _store_review(self, request: web.Request, detail: dict[str, Any]) -> web.Response:
         try:
@@ -168,6 +197,9 @@ class Dashboard:
         detail["request"] = {"decision_id": decision_id, "label": label}
         try:
             found = await self._query(lambda c: dash.set_review_label(c, decision_id, label), write=True)
+        except StoreUnreachable as exc:
+            detail["error"] = str(exc)
+            return _error(503, str(exc), {"retry-after": str(RETRY_AFTER_S)})
         except FileNotFoundError:
             found = False
         except sqlite3.OperationalError as exc:
