@@ -295,3 +295,19 @@ def test_one_confident_mistake_ends_the_search_only_without_tolerance():
     tolerant = choose_threshold(conf, wrong, np.ones(300, bool), max_false_accept=0.05, tolerate=1)
     assert strict.threshold is None and strict.steps[0].accepted == 59
     assert tolerant.threshold == pytest.approx(0.5) and tolerant.steps[0].accepted == 93
+
+
+def test_the_gate_holds_training_rows_to_their_hard_stops_and_kept_escalations_to_their_gold_label():
+    """A generated training row labelled access whose 401 line its excerpt cut off is a wrong label
+    if answered locally; a kept escalation whose gold label is access must escalate."""
+    from smallfirst.learn import _cases
+
+    spec = load_policy(None).tasks["classify_issue"]
+    labels = list(spec.labels)
+    args = (spec, labels, np.array([labels.index("dependency")] * 3), np.array([0.99] * 3), np.zeros(3, bool),
+            ["access", "access", "dependency"], [None, "access", None], ["a", "b", "c"], [spec.min_confidence] * 3)
+    base = _cases(*args, gold_must_escalate=False)
+    assert [(r.accepted, r.case.escalates, r.false_accept) for r in base] == [
+        (True, False, True), (False, True, False), (True, False, False)]
+    kept = _cases(*args)
+    assert [(r.accepted, r.case.escalates) for r in kept][0] == (True, True)  # a hard-stop false accept

@@ -39,7 +39,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from smallfirst.heads import Head, HeadError, load_head
+from smallfirst.heads import STOPS, Head, HeadError, load_head
 from smallfirst.learn_store import LearnStore, StoredExample
 from smallfirst.policy import LearnSpec, Policy, PolicyError, TaskSpec, load_policy
 
@@ -189,8 +189,6 @@ def _run(policy: Policy, path: Path, spec: TaskSpec, learn: LearnSpec, store: Le
     fit = fit_head(train.x[keep], y, labels, task=task, embedding_sha256=sha, window=window,
                    origin=train.origin[keep], folds=folds, seed=seed, words=words)
     floor = _head_floor(spec, fit, y, keep, train, learn)
-    from smallfirst.heads import STOPS
-
     assert fit.head.examples is not None
     stops = np.array([STOPS.index(s or "") for s, k in zip(train.hard_stop, keep) if k], dtype=np.int64)
     candidate = replace(fit.head, min_confidence=floor["threshold"], examples=replace(fit.head.examples, stop=stops))
@@ -461,7 +459,6 @@ def _cases(spec: TaskSpec, labels: Sequence[str], pred: np.ndarray, conf: np.nda
     every candidate's gate. Answered locally, such a case still counts as a wrong label, in the
     accuracy check and in the false-accept bound."""
     from smallfirst.evals import CaseResult, EvalCase
-    from smallfirst.heads import STOPS
 
     out = []
     for i, case_id in enumerate(ids):
