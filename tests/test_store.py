@@ -152,6 +152,18 @@ def test_admin_events_are_written_and_read_the_same_on_both(both):
     assert events["postgresql"][0]["detail"] == {"task": "t"} and events["postgresql"][0]["actor"] == "ana"
 
 
+def test_an_admin_event_stores_what_an_operator_typed_masked(both):
+    token = "ghp_" + "Zx81kQ" * 6
+    event = {"ts": NOW, "action": "kill_switch", "allowed": True, "status": 0, "remote": "cli",
+             "detail": {"note": f"rotated after {token} leaked", "n": 2}, "actor": "ana",
+             "reason": f"token {token} was pasted in chat"}
+    for target in both.values():
+        record_admin_event(target, event)
+        (stored,) = read_admin_events(target)
+        assert token not in json.dumps(stored) and stored["detail"]["n"] == 2
+        assert "pasted in chat" in stored["reason"] and "leaked" in stored["detail"]["note"]
+
+
 # ---------------------------------------------------------------------- writing
 
 

@@ -126,6 +126,12 @@ def read_flags(conn: Any) -> FlagState:
 
 
 def insert_admin_event(conn: Any, event: dict[str, Any]) -> None:
+    # What an operator typed (a reason, a policy path, a review note) is masked as every other
+    # stored field: a pasted token must not live on in the audit store.
+    from smallfirst.redact import mask_secrets, mask_strings
+
+    event = {**event, "detail": mask_strings(event.get("detail")),
+             "reason": mask_secrets(event["reason"]) if event.get("reason") else event.get("reason")}
     conn.execute(
         "INSERT INTO admin_events (ts, action, allowed, status, remote, detail, policy_before, policy_after,"
         " actor, reason, replica, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

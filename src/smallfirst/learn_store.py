@@ -226,13 +226,13 @@ class LearnStore:
                    message: str, detail: Mapping[str, Any], ts: float | None = None) -> int:
         """One learn run, whatever its outcome. Its message and numbers are masked as the audit
         masks free text: they may quote a path, an error, or the command line that ran it."""
-        from smallfirst.redact import mask_secrets
+        from smallfirst.redact import mask_secrets, mask_strings
 
         return int(self._tx(lambda conn: conn.execute(
             "INSERT INTO learn_runs (ts, task_type, outcome, head, head_sha256, message, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (time.time() if ts is None else ts, task_type, outcome, head, head_sha256, mask_secrets(message),
-             json.dumps(_masked(detail), separators=(",", ":"), default=str))).fetchone()[0]))
+             json.dumps(mask_strings(detail), separators=(",", ":"), default=str))).fetchone()[0]))
 
     def runs(self, task_type: str, limit: int = 10) -> list[dict[str, Any]]:
         rows = self._tx(lambda conn: conn.execute(
@@ -242,19 +242,6 @@ class LearnStore:
 
     def close(self) -> None:
         """Nothing held between calls; PostgreSQL's pool closes with the process."""
-
-
-def _masked(value: Any) -> Any:
-    """Every string in a JSON-able value masked (mask_secrets), keys and numbers as they are."""
-    from smallfirst.redact import mask_secrets
-
-    if isinstance(value, str):
-        return mask_secrets(value)
-    if isinstance(value, Mapping):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_masked(v) for v in value]
-    return value
 
 
 def _sql_value(v: Any) -> Any:

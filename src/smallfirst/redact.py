@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -607,3 +607,15 @@ def preview(text: str, limit: int = 240) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def mask_strings(value: Any) -> Any:
+    """Every string in a JSON-able value masked (mask_secrets); keys, numbers and structure as
+    they are, so the result still serialises to valid JSON."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, Mapping):
+        return {k: mask_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_strings(v) for v in value]
+    return value
