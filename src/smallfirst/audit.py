@@ -335,6 +335,56 @@ def decode_row(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+class InFlight:
+    """What a writer thread holds and `flush()` waits for: submitted, not yet written or spilled.
+    The audit log and the learn log count the same way."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._n = 0
+
+    def add(self, stats: Any) -> None:
+        """One more in flight, counted in `stats.submitted` under the same lock."""
+        with self._cond:
+            self._n += 1
+            stats.submitted += 1
+
+    def done(self, n: int) -> None:
+        with self._cond:
+            self._n -= n
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until nothing is in flight; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._n > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+
+def spill_rows(rows: list[dict[str, Any]], path: Path | None, fallback_name: str, what: str, store: str,
+               logger: logging.Logger = log) -> Path | None:
+    """Append `rows` to the spill file at `path`; if that folder is the problem, to `fallback_name`
+    in the temp dir. The file written, or None when neither could be (logged as lost)."""
+    import tempfile
+
+    fallback = Path(tempfile.gettempdir()) / fallback_name
+    for target in (p for p in (path, fallback) if p is not None):
+        try:
+            SpillFile(target).append(rows)
+        except OSError as exc:
+            logger.error("cannot spill %s to %s: %s", what, target, exc)
+            continue
+        logger.error("%s unreachable: %d %s spilled to %s", store, len(rows), what, target)
+        return target
+    logger.critical("%s and spill files unreachable: %d %s lost", store, len(rows), what)
+    return None
+
+
 class SpillFile:
     """Records the store could not take, one JSON line each, fsynced. Several processes may
     share one file (replicas on one host): appends and the replay take an exclusive flock, and
@@ -447,8 +497,7 @@ class AuditLog:
         self._pending: list[dict[str, Any]] = []  # rows that failed to write, retried first
         self._failing_since: float | None = None
         self._next_attempt = 0.0
-        self._idle = threading.Condition()
-        self._in_flight = 0
+        self._in_flight = InFlight()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="smallfirst-audit", daemon=True)
         self._thread.start()
@@ -483,21 +532,12 @@ class AuditLog:
     def submit(self, record: AuditRecord) -> None:
         if self._closed:
             raise RuntimeError("audit log is closed")
-        with self._idle:
-            self._in_flight += 1
-            self.stats.submitted += 1
+        self._in_flight.add(self.stats)
         self._q.put(record)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything submitted so far is written (or spilled). True if it was."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._in_flight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        return self._in_flight.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         if self._closed:
@@ -595,27 +635,16 @@ class AuditLog:
         log.error("%s: %s", what, str(exc).strip())
 
     def _done(self, n: int) -> None:
-        with self._idle:
-            self._in_flight -= n
-            self._idle.notify_all()
+        self._in_flight.done(n)
 
     def _spill(self, rows: list[dict[str, Any]]) -> None:
-        import tempfile
-
-        # The spill file sits beside the database; if that folder is the problem, use the temp dir.
-        fallback = Path(tempfile.gettempdir()) / f"smallfirst-audit-spill-{os.getpid()}.jsonl"
-        for target in (p for p in (self.spill_path, fallback) if p is not None):
-            try:
-                SpillFile(target).append(rows)
-            except OSError as exc:
-                log.error("cannot spill audit records to %s: %s", target, exc)
-                continue
-            self.stats.spilled += len(rows)
-            self.stats.spill_file = str(target)
-            log.error("audit store unreachable: %d records spilled to %s", len(rows), target)
+        # The spill file sits beside the database; if that folder is the problem, the temp dir.
+        target = spill_rows(rows, self.spill_path, f"smallfirst-audit-spill-{os.getpid()}.jsonl", "records", "audit store")
+        if target is None:
+            self.stats.lost += len(rows)
             return
-        log.critical("audit store and spill files unreachable: %d records lost", len(rows))
-        self.stats.lost += len(rows)
+        self.stats.spilled += len(rows)
+        self.stats.spill_file = str(target)
 
     def _replay_spill(self) -> bool:
         """Replay the spill file if there is one; False when the store refused it."""

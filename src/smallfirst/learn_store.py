@@ -42,6 +42,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from smallfirst.audit import InFlight, SpillFile, spill_rows
+
 log = logging.getLogger("smallfirst.learn")
 
 DAY_S = 86400.0
@@ -299,8 +301,7 @@ class LearnLog:
         self.stats = LearnStats()
         self._q: queue.Queue[Any] = queue.Queue()
         self._pending: list[dict[str, Any]] = []
-        self._idle = threading.Condition()
-        self._in_flight = 0
+        self._in_flight = InFlight()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="smallfirst-learn", daemon=True)
         self._thread.start()
@@ -324,21 +325,12 @@ class LearnLog:
     def submit(self, capture: LearnCapture) -> None:
         if self._closed:
             raise RuntimeError("learn log is closed")
-        with self._idle:
-            self._in_flight += 1
-            self.stats.submitted += 1
+        self._in_flight.add(self.stats)
         self._q.put(capture)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything submitted so far is written (or spilled). True if it was."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._in_flight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        return self._in_flight.wait(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
         if self._closed:
@@ -466,32 +458,18 @@ class LearnLog:
         return True
 
     def _done(self, n: int) -> None:
-        with self._idle:
-            self._in_flight -= n
-            self._idle.notify_all()
+        self._in_flight.done(n)
 
     def _spill(self, rows: list[dict[str, Any]]) -> None:
-        import tempfile
-
-        from smallfirst.audit import SpillFile
-
         # Beside the store, as the audit's; if that folder is the problem, the temp dir.
-        fallback = Path(tempfile.gettempdir()) / f"smallfirst-learn-spill-{os.getpid()}.jsonl"
-        for target in (p for p in (self.spill_path, fallback) if p is not None):
-            try:
-                SpillFile(target).append([_spill_row(r) for r in rows])
-            except OSError as exc:
-                log.error("cannot spill learn examples to %s: %s", target, exc)
-                continue
+        target = spill_rows([_spill_row(r) for r in rows], self.spill_path,
+                            f"smallfirst-learn-spill-{os.getpid()}.jsonl", "examples", "learn store", log)
+        if target is None:
+            self.stats.lost += len(rows)
+        else:
             self.stats.spilled += len(rows)
-            log.error("learn store unreachable: %d examples spilled to %s", len(rows), target)
-            return
-        log.critical("learn store and spill files unreachable: %d examples lost", len(rows))
-        self.stats.lost += len(rows)
 
     def _replay_spill(self) -> None:
-        from smallfirst.audit import SpillFile
-
         if not self.spill_path or not self.spill_path.exists():
             return
         try:
