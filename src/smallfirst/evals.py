@@ -274,7 +274,8 @@ def breakdown(results: Sequence[CaseResult], group_of: Mapping[str, str]) -> lis
         acc = [r for r in rs if r.accepted]
         right = sum(1 for r in acc if r.label_correct)
         rows.append({"group": name, "n": len(rs), "accepted": len(acc), "local_rate": _rate(len(acc), len(rs)),
-                     "accuracy_accepted": _rate(right, len(acc)), "false_accepts": sum(1 for r in rs if r.false_accept),
+                     "correct_accepted": right, "accuracy_accepted": _rate(right, len(acc)),
+                     "false_accepts": sum(1 for r in rs if r.false_accept),
                      "must_escalate_accepted": sum(1 for r in acc if r.case.escalates)})
     return rows
 
@@ -282,15 +283,10 @@ def breakdown(results: Sequence[CaseResult], group_of: Mapping[str, str]) -> lis
 def format_breakdown(field: str, rows: Sequence[Mapping[str, Any]]) -> str:
     width = max([len(field), 5, *(len(r["group"]) for r in rows)])
     lines = [f"  {field:<{width}} {'n':>5} {'local':>13} {'accuracy on local':>18} {'false accepts':>14} {'must-escalate accepted':>23}"]
-    total = {"group": "total", "n": 0, "accepted": 0, "right": 0, "false_accepts": 0, "must_escalate_accepted": 0}
+    keys = ("n", "accepted", "correct_accepted", "false_accepts", "must_escalate_accepted")
     for r in rows:
-        right = round((r["accuracy_accepted"] or 0) * r["accepted"])
-        for k in ("n", "accepted", "false_accepts", "must_escalate_accepted"):
-            total[k] += r[k]
-        total["right"] += right
-        lines.append(_breakdown_line(width, r["group"], r["n"], r["accepted"], right, r["false_accepts"], r["must_escalate_accepted"]))
-    lines.append(_breakdown_line(width, "total", total["n"], total["accepted"], total["right"], total["false_accepts"],
-                                 total["must_escalate_accepted"]))
+        lines.append(_breakdown_line(width, r["group"], *(r[k] for k in keys)))
+    lines.append(_breakdown_line(width, "total", *(sum(r[k] for r in rows) for k in keys)))
     return "\n".join(lines)
 
 
