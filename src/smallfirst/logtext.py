@@ -2,8 +2,10 @@
 
 `compress_log` keeps what a reader (or a small model) needs to name a failure: the error lines
 with some context, the first and the last error block, and the tail of the log, where CI
-failures usually are. Repeated and near-repeated lines (progress bars, download counters,
-timestamps) collapse into one line with a count. It is a pure, deterministic function.
+failures usually are. What a CI runner prints after the failing step (cache uploads, post-job
+cleanup: `data/ci_epilogues.yaml`) is dropped first. Repeated and near-repeated lines (progress
+bars, download counters, timestamps) collapse into one line with a count. It is a pure,
+deterministic function.
 
 `extract_paths`, `extract_error_codes` and `extract_identifiers` serve the gate's grounding
 check: a summary may only cite file names, error codes and identifiers that occur in its input.
@@ -13,13 +15,16 @@ extracted the same way from the other.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "CompressedLog",
     "compress_log",
+    "drop_epilogues",
     "extract_error_codes",
     "extract_identifiers",
     "extract_paths",
@@ -167,6 +172,59 @@ def _error_scores(lines: list[str]) -> dict[int, int]:
     return scores
 
 
+# ---------------------------------------------------------------- runner epilogues
+
+EPILOGUES = Path(__file__).parent / "data" / "ci_epilogues.yaml"
+
+
+@dataclass(frozen=True)
+class _Epilogue:
+    name: str
+    start: re.Pattern[str]
+    end: re.Pattern[str] | None  # None: the start line alone
+    to_end: bool
+
+
+@functools.cache
+def _epilogues() -> tuple[tuple[_Epilogue, ...], re.Pattern[str]]:
+    """The bundled rules, and one pattern that finds any rule's start line in a whole text."""
+    import yaml
+
+    rules = []
+    for i, r in enumerate(yaml.safe_load(EPILOGUES.read_text(encoding="utf-8"))):
+        try:
+            rules.append(_Epilogue(r["name"], re.compile(r["start"]), re.compile(r["end"]) if r.get("end") else None,
+                                   bool(r.get("to_end", False))))
+        except (KeyError, TypeError, re.error) as e:
+            raise ValueError(f"{EPILOGUES}: rule {i + 1}: {e}") from e
+    return tuple(rules), re.compile("|".join(f"(?:^{r.start.pattern})" for r in rules), re.MULTILINE)
+
+
+def drop_epilogues(lines: list[str]) -> list[str]:
+    """`lines` (cleaned: no ANSI codes, no timestamps) without the sections a CI runner prints
+    after the failing step. Lines without any rule's start come back as the same list."""
+    rules, any_start = _epilogues()
+    if not any_start.search("\n".join(lines)):
+        return lines
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        rule = next((r for r in rules if r.start.match(lines[i])), None)
+        if rule is None:
+            out.append(lines[i])
+            i += 1
+        elif rule.to_end:
+            break
+        elif rule.end is None:
+            i += 1
+        else:
+            i += 1
+            while i < len(lines) and not rule.end.match(lines[i]):
+                i += 1
+            i += 1  # the closing line; past the end when it never came
+    return out
+
+
 # ---------------------------------------------------------------- compression
 
 
@@ -204,7 +262,7 @@ def compress_log(text: str, budget_chars: int = 4000) -> CompressedLog:
     visible marker; no other line is ever cut. Where lines were dropped a `... [N lines]`
     marker stands in for them.
     """
-    lines = _clean_lines(text)
+    lines = drop_epilogues(_clean_lines(text))
     units = _collapse(lines)
     line_cap = max(_MIN_LINE_CAP, budget_chars // 4)
     shown = [_cap(u.text, line_cap) for u in units]
