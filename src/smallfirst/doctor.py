@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from smallfirst.backends import frontier_configured
+from smallfirst.backends.providers import frontier_configured
 from smallfirst.policy import Policy, load_policy
 
 MINILM_LICENCE = (
