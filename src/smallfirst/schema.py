@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from smallfirst.store import Dialect, StoreError, describe, dialect_of
+from smallfirst.store import (
+    Dialect,
+    StoreError,
+    connect,
+    connect_postgres,
+    connect_sqlite_for_writing,
+    describe,
+    dialect_of,
+    is_postgres,
+)
 
 # The decisions table: one column per field of audit.AuditRecord (its preview_source is never stored).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -209,14 +218,12 @@ def require_current(conn: Any, target: str) -> None:
     if have < LATEST or missing:
         why = f"is at schema version {have}" + (f" and lacks decisions.{', '.join(missing)}" if missing else "")
         raise StoreError(f"the store {describe(target)} {why}; this smallfirst needs {LATEST}: "
-                         f"run `smallfirst migrate --audit {describe(target)}`")  # end the read transaction: a pooled or long-lived connection must not hold one
+                         f"run `smallfirst migrate --audit {describe(target)}`")
 
 
 def check_store(target: str) -> str | None:
     """Before serving: None when the store is usable; a message when it cannot be reached now.
     A store behind the code raises StoreError (the operator must migrate first)."""
-    from smallfirst.store import connect_postgres, connect_sqlite_for_writing, is_postgres
-
     if not is_postgres(target):
         conn = connect_sqlite_for_writing(target)
         try:
@@ -244,8 +251,6 @@ def open_for_writing(target: str | Path) -> Any:
     """A read-write connection for admin events and shared flags. The embedded SQLite store is
     created and migrated on first use, as the audit writer does; a PostgreSQL one comes from the
     pool (its schema is the operator's `smallfirst migrate`)."""
-    from smallfirst.store import connect, connect_sqlite_for_writing, is_postgres
-
     if is_postgres(target):
         return connect(target, write=True)
     conn = connect_sqlite_for_writing(target)
