@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import describe, percentile, time_calls, time_side_by_side  # noqa: E402
 
-from smallfirst.backends.embedding import EmbeddingBackend, MiniLMEncoder, default_model_dir, embed_texts  # noqa: E402
+from smallfirst.backends.embedding import EmbeddingBackend, embed_texts  # noqa: E402
+from smallfirst.backends.minilm import MiniLMEncoder, default_model_dir  # noqa: E402
 from smallfirst.backends.minilm_onnx import OnnxMiniLMEncoder, build_graph  # noqa: E402
 from smallfirst.logtext import compress_log  # noqa: E402
 from smallfirst.policy import load_policy  # noqa: E402

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from machine import describe  # noqa: E402
 
-from smallfirst.backends.embedding import MiniLMEncoder, shared_encoder  # noqa: E402
+from smallfirst.backends.embedding import shared_encoder  # noqa: E402
+from smallfirst.backends.minilm import MiniLMEncoder  # noqa: E402
 from smallfirst.policy import load_policy  # noqa: E402
 from smallfirst.train import load_label_map, train_head  # noqa: E402
 

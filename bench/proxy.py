@@ -128,7 +128,7 @@ class InstantBackend:
 def run_smallfirst(port: int, upstream: str, workdir: str) -> None:
     from smallfirst.audit import AuditLog
     from smallfirst.policy import parse_policy
-    from smallfirst.server import create_app
+    from smallfirst.server.app import create_app
     from smallfirst.server.app import run
 
     policy = parse_policy(f"""

@@ -28,7 +28,7 @@ from machine import describe  # noqa: E402
 
 from smallfirst.audit import AuditLog  # noqa: E402
 from smallfirst.policy import parse_policy  # noqa: E402
-from smallfirst.server import SERVICE, create_app  # noqa: E402
+from smallfirst.server.app import SERVICE, create_app  # noqa: E402
 from smallfirst.tasks import FrontierAnswer, LocalOutput, Task  # noqa: E402
 from smallfirst.telemetry import Telemetry, TelemetrySettings  # noqa: E402
 

@@ -184,3 +184,14 @@ def test_the_preview_window_never_ends_inside_a_token(tmp_path):
     assert window.endswith(token) and len(window) > PREVIEW_WINDOW
     blob = "{" + "a" * (3 * PREVIEW_WINDOW)  # no blank near: cut back to the last delimiter
     assert preview_window(blob) == "{"
+
+
+def test_every_field_of_an_audit_record_has_a_column_in_the_decisions_table():
+    # The table is defined in smallfirst.schema, the record here: a field added to one only would
+    # be dropped on write without a word.
+    from dataclasses import fields
+
+    from smallfirst.schema import COLUMNS
+
+    stored = [f.name for f in fields(AuditRecord) if f.name != "preview_source"]
+    assert sorted(stored) == sorted(name for name, _ in COLUMNS)

@@ -7,18 +7,9 @@ import numpy as np
 import pytest
 
 from smallfirst.backends.base import LocalBackend
-from smallfirst.backends.embedding import (
-    MAX_SEQ_TOKENS,
-    MINILM_SHA256,
-    EmbeddingBackend,
-    MiniLMEncoder,
-    ModelIntegrityError,
-    Window,
-    default_model_dir,
-    embed_texts,
-    file_sha256,
-    shared_encoder,
-)
+from smallfirst.backends.embedding import EmbeddingBackend, embed_texts, shared_encoder
+from smallfirst.backends.minilm import MINILM_SHA256, MiniLMEncoder, ModelIntegrityError, default_model_dir, file_sha256
+from smallfirst.heads import MAX_SEQ_TOKENS, Window
 from smallfirst.policy import parse_policy
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.json"

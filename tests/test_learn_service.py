@@ -121,7 +121,7 @@ def test_escalations_teach_the_service_a_new_kind_of_failure(store, request, tmp
 def test_a_tampered_candidate_head_is_refused_on_reload_and_the_current_policy_keeps_serving(tmp_path, monkeypatch):
     import numpy as np
 
-    from smallfirst.backends.embedding import MINILM_SHA256
+    from smallfirst.backends.minilm import MINILM_SHA256
     from smallfirst.heads import write_head
     from smallfirst.train import fit_head
     from test_server import stub_backends

@@ -17,15 +17,8 @@ import numpy as np
 import pytest
 
 from smallfirst.backends.base import BackendError
-from smallfirst.backends.embedding import (
-    MINILM_SHA256,
-    EmbeddingBackend,
-    MiniLMEncoder,
-    ModelIntegrityError,
-    default_model_dir,
-    embed_texts,
-    shared_encoder,
-)
+from smallfirst.backends.embedding import EmbeddingBackend, embed_texts, shared_encoder
+from smallfirst.backends.minilm import MINILM_SHA256, MiniLMEncoder, ModelIntegrityError, default_model_dir
 from smallfirst.backends.minilm_onnx import GRAPH_SHA256, OnnxMiniLMEncoder, build_graph, graph_path
 from smallfirst.logtext import compress_log
 from smallfirst.policy import load_policy
@@ -121,7 +114,7 @@ def test_a_corrupt_cached_graph_is_rebuilt_not_used(tmp_path, monkeypatch, caplo
     with caplog.at_level(logging.WARNING, logger="smallfirst.backends.minilm_onnx"):
         vec = enc.encode(["[ERROR] cannot find symbol"])
     assert "rebuilding" in caplog.text and str(cached) in caplog.text
-    from smallfirst.backends.embedding import file_sha256
+    from smallfirst.backends.minilm import file_sha256
 
     assert file_sha256(cached) == PINNED
     assert vec.shape == (1, 384)

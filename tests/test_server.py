@@ -25,7 +25,7 @@ from aiohttp import web
 from fakes import FakeAnthropic, FakeOpenAI, Fault, Reply
 from smallfirst.audit import AuditLog, read_recent
 from smallfirst.policy import Policy, parse_policy
-from smallfirst.server import SERVICE, Service, create_app
+from smallfirst.server.app import SERVICE, Service, create_app
 from smallfirst.server.auto import TaskClassifier
 from test_router import REGISTRY_403, ROUTINE, StubLocal
 

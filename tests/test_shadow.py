@@ -108,7 +108,8 @@ def test_live_decisions_and_hard_stops_leave_shadow_agree_empty(frontier, tmp_pa
 
 
 def test_an_audit_file_from_before_shadow_agree_gains_the_column_and_keeps_its_rows(tmp_path):
-    from smallfirst.audit import COLUMNS, AuditRecord
+    from smallfirst.audit import AuditRecord
+    from smallfirst.schema import COLUMNS
 
     db = tmp_path / "old.db"
     old_cols = [(n, t) for n, t in COLUMNS if n != "shadow_agree"]

@@ -82,7 +82,7 @@ def test_telemetry_is_off_by_default_and_never_imports_opentelemetry(tmp_path):
         from test_router import ROUTINE, StubLocal
         from smallfirst.policy import parse_policy
         from smallfirst.router import Router
-        from smallfirst.server import create_app
+        from smallfirst.server.app import create_app
         from smallfirst.tasks import Task
         stub = StubLocal(label="build", confidence=0.95)
         router = Router(parse_policy(MINIMAL_POLICY), backends={{"local_classifier": stub}})

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smallfirst.backends.embedding import MINILM_SHA256, EmbeddingBackend, shared_encoder
+from smallfirst.backends.embedding import EmbeddingBackend, shared_encoder
+from smallfirst.backends.minilm import MINILM_SHA256
 from smallfirst.policy import load_policy, parse_policy
 from smallfirst.heads import examples_path
 from smallfirst.train import HEAD_FORMAT, DataError, HeadError, load_head, load_label_map, read_examples, train_head

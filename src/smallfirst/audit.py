@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
+from smallfirst.schema import COLUMNS, migrate, require_current
+
 log = logging.getLogger("smallfirst.audit")
 
 PREVIEW_CHARS = 240
@@ -99,46 +101,6 @@ class AuditRecord:
         return row
 
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("decision_id", "TEXT PRIMARY KEY"),
-    ("ts", "REAL NOT NULL"),
-    ("task_id", "TEXT"),
-    ("task_type", "TEXT"),
-    ("mode", "TEXT NOT NULL"),
-    ("route", "TEXT NOT NULL"),
-    ("route_candidate", "TEXT"),
-    ("reason", "TEXT"),
-    ("label", "TEXT"),
-    ("hard_stop", "TEXT"),
-    ("local_model", "TEXT"),
-    ("local_model_sha256", "TEXT"),
-    ("frontier_model", "TEXT"),
-    ("confidence_raw", "REAL"),
-    ("confidence_calibrated", "REAL"),
-    ("checks", "TEXT"),
-    ("latency_ms", "TEXT"),
-    ("tokens", "TEXT"),
-    ("cost_usd", "REAL"),
-    ("frontier_only_cost_usd", "REAL"),
-    ("input_sha256", "TEXT"),
-    ("input_chars", "INTEGER"),
-    ("preview", "TEXT"),
-    ("answer_sha256", "TEXT"),
-    ("frontier_answer_sha256", "TEXT"),
-    ("user_group", "TEXT"),
-    ("policy_version", "TEXT"),
-    ("outcome", "TEXT"),
-    ("error", "TEXT"),
-    ("review_label", "TEXT"),
-    ("review_gold", "TEXT"),
-    ("shadow_agree", "INTEGER"),
-    ("candidate_model", "TEXT"),
-    ("candidate_model_sha256", "TEXT"),
-    ("candidate_label", "TEXT"),
-    ("candidate_confidence", "REAL"),
-    ("candidate_route", "TEXT"),
-    ("candidate_latency_ms", "REAL"),
-)
 _JSON_COLUMNS = {"hard_stop", "checks", "latency_ms", "tokens"}
 _NAMES = [c for c, _ in COLUMNS]
 
@@ -268,7 +230,6 @@ class PostgresSink:
 
     def _connect(self) -> Any:
         if self._conn is None:
-            from smallfirst.schema import require_current
             from smallfirst.store import connect_postgres
 
             conn = connect_postgres(self.target)
@@ -305,8 +266,6 @@ class PostgresSink:
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or upgrade the store's tables (smallfirst.schema)."""
-    from smallfirst.schema import migrate
-
     migrate(conn)
 
 

@@ -338,7 +338,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # and two BLAS threads per call on a busy 2-core box thrashed (median 1.2 s vs 0.15 s per
     # classification, measured). Must be set before numpy loads; an operator's value wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from smallfirst.server import serve
+    from smallfirst.server.app import serve
 
     serve(args.policy, args.audit, args.host, args.port, spill_path=args.spill, learn_path=args.learn_db)
     return 0

@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from smallfirst.backends import frontier_configured
+from smallfirst.backends.providers import frontier_configured
 from smallfirst.policy import Policy, load_policy
 
 MINILM_LICENCE = (
@@ -26,7 +26,7 @@ def _hash(path: Path) -> str:
 
 
 def check_minilm() -> tuple[bool, list[str]]:
-    from smallfirst.backends.embedding import MINILM_SHA256, default_model_dir
+    from smallfirst.backends.minilm import MINILM_SHA256, default_model_dir
 
     lines = []
     try:
@@ -49,7 +49,7 @@ def check_minilm() -> tuple[bool, list[str]]:
 
 def check_minilm_int8(model_dir: Path) -> tuple[bool, list[str]]:
     """The int8 graph the classifier runs: built into the cache now if it is not there yet."""
-    from smallfirst.backends.embedding import MINILM_SHA256
+    from smallfirst.backends.minilm import MINILM_SHA256
     from smallfirst.backends.minilm_onnx import GRAPH_SHA256, ensure_graph, graph_path
 
     try:

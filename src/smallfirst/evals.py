@@ -478,7 +478,7 @@ def raw_scores(
     from smallfirst.router import LOCAL_INPUT_BUDGET
 
     if backend is None:
-        from smallfirst.backends import make_backend
+        from smallfirst.backends.providers import make_backend
 
         assert spec.model is not None
         backend = make_backend(policy.models[spec.model], policy)

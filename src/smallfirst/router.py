@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from smallfirst.audit import AuditLog, AuditRecord
-from smallfirst.backends import BackendError, frontier_configured, make_backend
+from smallfirst.backends.base import BackendError
+from smallfirst.backends.providers import frontier_configured, make_backend
 from smallfirst.gate import check_gate
 from smallfirst.hardstops import HardStops
 from smallfirst.policy import ModelSpec, Policy, TaskSpec

@@ -7,7 +7,7 @@ migrated when it is opened; a PostgreSQL store is migrated by the operator, once
 and a replica refuses to write to one that is behind (`require_current`).
 
 A new table (the learn store's, say) or a new column of another table is a new entry at the end
-of MIGRATIONS, never an edit of an old one. A column added to AuditRecord (audit.COLUMNS) needs
+of MIGRATIONS, never an edit of an old one. A column added to AuditRecord (and to COLUMNS) needs
 none: every migrate adds what the decisions table lacks. Columns are written as SQLite spells
 them; `Dialect.sql_type` maps them for PostgreSQL.
 """
@@ -18,8 +18,58 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from smallfirst.audit import COLUMNS
-from smallfirst.store import Dialect, StoreError, describe, dialect_of
+from smallfirst.store import (
+    Dialect,
+    StoreError,
+    connect,
+    connect_postgres,
+    connect_sqlite_for_writing,
+    describe,
+    dialect_of,
+    is_postgres,
+)
+
+# The decisions table: one column per field of audit.AuditRecord (its preview_source is never stored).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("decision_id", "TEXT PRIMARY KEY"),
+    ("ts", "REAL NOT NULL"),
+    ("task_id", "TEXT"),
+    ("task_type", "TEXT"),
+    ("mode", "TEXT NOT NULL"),
+    ("route", "TEXT NOT NULL"),
+    ("route_candidate", "TEXT"),
+    ("reason", "TEXT"),
+    ("label", "TEXT"),
+    ("hard_stop", "TEXT"),
+    ("local_model", "TEXT"),
+    ("local_model_sha256", "TEXT"),
+    ("frontier_model", "TEXT"),
+    ("confidence_raw", "REAL"),
+    ("confidence_calibrated", "REAL"),
+    ("checks", "TEXT"),
+    ("latency_ms", "TEXT"),
+    ("tokens", "TEXT"),
+    ("cost_usd", "REAL"),
+    ("frontier_only_cost_usd", "REAL"),
+    ("input_sha256", "TEXT"),
+    ("input_chars", "INTEGER"),
+    ("preview", "TEXT"),
+    ("answer_sha256", "TEXT"),
+    ("frontier_answer_sha256", "TEXT"),
+    ("user_group", "TEXT"),
+    ("policy_version", "TEXT"),
+    ("outcome", "TEXT"),
+    ("error", "TEXT"),
+    ("review_label", "TEXT"),
+    ("review_gold", "TEXT"),
+    ("shadow_agree", "INTEGER"),
+    ("candidate_model", "TEXT"),
+    ("candidate_model_sha256", "TEXT"),
+    ("candidate_label", "TEXT"),
+    ("candidate_confidence", "REAL"),
+    ("candidate_route", "TEXT"),
+    ("candidate_latency_ms", "REAL"),
+)
 
 # pg_advisory_xact_lock key: "smallfirst schema" as a number, taken only while migrating.
 _LOCK_KEY = 0x736D616C6C6669
@@ -168,14 +218,12 @@ def require_current(conn: Any, target: str) -> None:
     if have < LATEST or missing:
         why = f"is at schema version {have}" + (f" and lacks decisions.{', '.join(missing)}" if missing else "")
         raise StoreError(f"the store {describe(target)} {why}; this smallfirst needs {LATEST}: "
-                         f"run `smallfirst migrate --audit {describe(target)}`")  # end the read transaction: a pooled or long-lived connection must not hold one
+                         f"run `smallfirst migrate --audit {describe(target)}`")
 
 
 def check_store(target: str) -> str | None:
     """Before serving: None when the store is usable; a message when it cannot be reached now.
     A store behind the code raises StoreError (the operator must migrate first)."""
-    from smallfirst.store import connect_postgres, connect_sqlite_for_writing, is_postgres
-
     if not is_postgres(target):
         conn = connect_sqlite_for_writing(target)
         try:
@@ -203,8 +251,6 @@ def open_for_writing(target: str | Path) -> Any:
     """A read-write connection for admin events and shared flags. The embedded SQLite store is
     created and migrated on first use, as the audit writer does; a PostgreSQL one comes from the
     pool (its schema is the operator's `smallfirst migrate`)."""
-    from smallfirst.store import connect, connect_sqlite_for_writing, is_postgres
-
     if is_postgres(target):
         return connect(target, write=True)
     conn = connect_sqlite_for_writing(target)

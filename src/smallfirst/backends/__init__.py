@@ -1,47 +1,14 @@
-"""Backends: one module per model protocol, created from a policy's `models` entry.
+"""Backends: one module per model protocol, all behind one small interface.
 
-Imports are lazy so that `smallfirst route --task propose_code_change` never loads numpy models
-or llama.cpp, and a missing optional piece only fails the task that needs it.
+    base           BackendError and the LocalBackend / FrontierBackend protocols
+    providers      make_backend: a policy's `models` entry -> its backend, imported only when used
+    http           the HTTP client the server backends share
+    embedding      the embedding classifier (all-MiniLM-L6-v2, zero-shot or a trained head)
+    minilm         the pinned MiniLM model and its numpy reference encoder
+    minilm_onnx    the same model in int8 on ONNX Runtime
+    llamacpp       in-process GGUF models
+    openai_compat  any /v1/chat/completions server
+    anthropic      the Anthropic Messages API
+
+This file imports nothing, so a backend module can import its siblings without waiting on it.
 """
-
-from __future__ import annotations
-
-import os
-from typing import TYPE_CHECKING, Any
-
-from smallfirst.backends.base import BackendError, FrontierBackend, LocalBackend
-
-if TYPE_CHECKING:
-    from smallfirst.policy import ModelSpec, Policy
-
-__all__ = ["BackendError", "FrontierBackend", "LocalBackend", "frontier_configured", "make_backend"]
-
-
-def make_backend(spec: "ModelSpec", policy: "Policy") -> Any:
-    if spec.provider == "embedding":
-        from smallfirst.backends.embedding import EmbeddingBackend
-
-        return EmbeddingBackend(spec, policy)
-    if spec.provider == "llamacpp":
-        from smallfirst.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(spec)
-    if spec.provider == "openai_compat":
-        from smallfirst.backends.openai_compat import OpenAICompatBackend
-
-        return OpenAICompatBackend(spec)
-    if spec.provider == "anthropic":
-        from smallfirst.backends.anthropic import AnthropicBackend
-
-        return AnthropicBackend(spec)
-    raise BackendError(f"unknown provider {spec.provider!r}")
-
-
-def frontier_configured(spec: "ModelSpec") -> bool:
-    """A frontier needs a reachable API: a key in the environment for hosted APIs, a URL for
-    OpenAI-compatible servers (local ones take no key)."""
-    if spec.provider == "anthropic":
-        return bool(spec.api_key_env and os.environ.get(spec.api_key_env))
-    if spec.provider == "openai_compat":
-        return bool(spec.base_url) and (not spec.api_key_env or bool(os.environ.get(spec.api_key_env)))
-    return False  # an embedded model is never a frontier

@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 with int8 weights on ONNX Runtime: the embedding classifier's default path.
 
-The numpy float32 forward pass in embedding.py stays the reference; this path computes nearly the
+The numpy float32 forward pass in minilm.py stays the reference; this path computes nearly the
 same embeddings (cosine >= 0.997 to it on real CI logs, >= 0.99 to sentence-transformers' own;
 tests/test_minilm_onnx.py) for a quarter of the CPU time (bench/local_models.py), because its matrix
 products run in int8:
@@ -32,15 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from smallfirst.backends.base import BackendError
-from smallfirst.backends.embedding import (
-    EMBEDDING_DIM,
-    MINILM_SHA256,
-    MODEL_NAME,
-    MiniLMEncoder,
-    ModelIntegrityError,
-    verify_sha256,
-)
 from smallfirst.backends.llamacpp import cache_dir
+from smallfirst.backends.minilm import MINILM_SHA256, MODEL_NAME, MiniLMEncoder, ModelIntegrityError, verify_sha256
+from smallfirst.heads import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 

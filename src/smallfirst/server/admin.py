@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smallfirst.flags import Overrides, insert_admin_event
 from smallfirst.policy import PolicyError, load_policy
+from smallfirst.schema import open_for_writing
 from smallfirst.server.access import Access, OperatedService
 from smallfirst.store import connect, dialect_of
 
@@ -77,8 +78,6 @@ class ReloadBody(_Body):
 
 def record_admin_event(target: str | Path, event: dict[str, Any]) -> None:
     """One admin event, in its own short transaction in the audit store."""
-    from smallfirst.schema import open_for_writing
-
     conn = open_for_writing(target)
     try:
         with conn:

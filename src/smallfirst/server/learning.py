@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from smallfirst.learn import LearnSchedule
 from smallfirst.learn_store import LearnCollector, LearnLog
+from smallfirst.policy import PolicyError, load_policy
 
 if TYPE_CHECKING:
     from smallfirst.server.app import Service
@@ -26,8 +27,6 @@ def attach_learning(service: "Service", learn: LearnLog) -> LearnSchedule:
             service.loop.call_soon_threadsafe(reload_policy_file)
 
     def reload_policy_file() -> None:
-        from smallfirst.policy import PolicyError, load_policy
-
         try:
             # The admin overrides in force (shared by the replicas) stay on top of the new file.
             service.install(load_policy(service.policy_path), service.flags.overrides)
