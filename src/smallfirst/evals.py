@@ -448,7 +448,7 @@ def raw_scores(
                             "calibrate on data it was not trained on")
     if head is not None and head.provenance.get("data_sha256") == data_hash:
         from smallfirst.backends.embedding import embed_texts
-        from smallfirst.train import NOVELTY_PERCENTILE, _out_of_fold, prepare_text
+        from smallfirst.train import _out_of_fold, prepare_text
 
         unknown = [c for c in cases if c.label not in head.labels]
         if unknown:
@@ -464,7 +464,7 @@ def raw_scores(
         oof = _out_of_fold(x.astype(np.float64), y, len(head.labels), folds, seed, words=words,
                            neighbours=head.neighbours)
         pred = oof.probs.argmax(axis=1)
-        novel = oof.similarity < np.percentile(oof.similarity, NOVELTY_PERCENTILE)
+        novel = oof.similarity < np.percentile(oof.similarity, head.novelty.percentile)
         escalating = np.array([head.labels[p] in spec.escalate_labels for p in pred])
         return RawScores(
             raw=oof.probs.max(axis=1),
